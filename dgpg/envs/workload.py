@@ -1,0 +1,84 @@
+"""HeteroCloud workload: bimodal heavy-tailed jobs and tidal Poisson arrivals (DESIGN 3.2).
+
+All samplers are pure JAX functions of a PRNG key and fixed shapes, so they can run inside `jit`.
+Units: cores in CPU cores (fractional), memory in GB, work in steps at efficiency 1.0.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+CPU_JOB, MEM_JOB = 0, 1
+
+CPU_CORES_ALPHA = 1.7  # Pareto tail index of CPU-intensive jobs' cores
+CPU_CORES_MIN = 1.0
+CPU_CORES_CAP = 32.0
+MEM_GB_ALPHA = 2.2  # Pareto tail index of memory-intensive jobs' memory
+MEM_GB_MIN = 4.0
+MEM_GB_CAP = 96.0
+MEM_JOB_CORES = (0.5, 8.0)  # CPU demand of a memory job grows with its memory over this range
+WORK_ALPHA = 2.0  # Pareto tail index of work; x_min 10 gives a mean of 19 steps after the cap
+WORK_MIN = 10.0
+WORK_CAP = 200.0
+CPU_SHARE = 0.6  # cluster-wide share of CPU-intensive jobs
+
+
+def pareto(key: jax.Array, alpha: float, x_min: float, shape: tuple[int, ...]) -> jax.Array:
+    """Pareto(alpha, x_min) samples by inversion: x_min * U^(-1/alpha)."""
+    u = jax.random.uniform(key, shape, minval=1e-7, maxval=1.0)
+    return x_min * u ** (-1.0 / alpha)
+
+
+def sample_job_fields(
+    key: jax.Array, shape: tuple[int, ...], cpu_share: jax.Array | float = CPU_SHARE
+) -> dict[str, jax.Array]:
+    """Draw jobs of the given shape.
+
+    `cpu_share` broadcasts against `shape` (e.g. one share per agent with shape (N, J) and
+    cpu_share of shape (N, 1)). Returns `type` (int32, 0 CPU / 1 memory job), `cores`,
+    `memory_gb` and `work` (float32), each of `shape`.
+    """
+    k_type, k_cores, k_ratio, k_mem, k_work = jax.random.split(key, 5)
+    is_mem = jax.random.uniform(k_type, shape) >= cpu_share
+
+    cpu_cores = jnp.minimum(pareto(k_cores, CPU_CORES_ALPHA, CPU_CORES_MIN, shape), CPU_CORES_CAP)
+    cpu_mem = cpu_cores * jax.random.uniform(k_ratio, shape, minval=1.0, maxval=2.0)
+
+    mem_mem = jnp.minimum(pareto(k_mem, MEM_GB_ALPHA, MEM_GB_MIN, shape), MEM_GB_CAP)
+    lo, hi = MEM_JOB_CORES
+    mem_cores = lo + (hi - lo) * jnp.sqrt((mem_mem - MEM_GB_MIN) / (MEM_GB_CAP - MEM_GB_MIN))
+
+    work = jnp.minimum(pareto(k_work, WORK_ALPHA, WORK_MIN, shape), WORK_CAP)
+    return {
+        "type": is_mem.astype(jnp.int32),
+        "cores": jnp.where(is_mem, mem_cores, cpu_cores).astype(jnp.float32),
+        "memory_gb": jnp.where(is_mem, mem_mem, cpu_mem).astype(jnp.float32),
+        "work": work.astype(jnp.float32),
+    }
+
+
+def tide(t: jax.Array | float, phase: jax.Array | float, period: float, amplitude: float):
+    """Noise-free tidal factor 1 + amplitude * sin(2 pi (t + phase) / period)."""
+    return 1.0 + amplitude * jnp.sin(2.0 * jnp.pi * (t + phase) / period)
+
+
+def sample_arrival_counts(
+    key: jax.Array,
+    t: jax.Array,
+    phase: jax.Array,
+    rate_multiplier: jax.Array,
+    mean_rate: float,
+    period: float,
+    amplitude: float,
+    noise: float,
+) -> jax.Array:
+    """Jobs arriving at each agent in step t, shape (N,) int32 (before the per-step cap J).
+
+    lambda(t) = mean_rate * tide(t) * max(0, 1 + noise * eps_t), eps_t ~ N(0, 1) shared by all
+    agents; agent i receives Poisson(rate_multiplier_i * lambda(t)).
+    """
+    k_eps, k_n = jax.random.split(key)
+    eps = jax.random.normal(k_eps)
+    lam = mean_rate * tide(t, phase, period, amplitude) * jnp.maximum(0.0, 1.0 + noise * eps)
+    return jax.random.poisson(k_n, rate_multiplier * lam).astype(jnp.int32)
