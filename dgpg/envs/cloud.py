@@ -67,7 +67,7 @@ class EnvConfig:
     """Mean CPU utilisation the warm start targets, scaled by the tide at the first step."""
     overload_weight: float = 2.0
     """w_o: weight of the overload term in the team reward."""
-    drop_weight: float = 2.0
+    drop_weight: float = 10.0
     """w_d: weight of the drop-rate term in the team reward."""
 
     def __post_init__(self) -> None:

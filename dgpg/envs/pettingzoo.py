@@ -1,0 +1,236 @@
+"""PettingZoo `ParallelEnv` wrapper of HeteroCloud (DESIGN section 8).
+
+    from dgpg.envs.pettingzoo import parallel_env
+    env = parallel_env(n_agents=10, seed=0)
+    observations, infos = env.reset()
+    observations, rewards, terminations, truncations, infos = env.step(actions)
+
+The pure JAX functions of `dgpg.envs.cloud` are jitted once per environment instance (the
+`EnvConfig` is closed over, so it is static); arrays are converted to NumPy at the boundary.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pettingzoo
+
+from dgpg.envs import cloud
+from dgpg.envs.cloud import (
+    N_CANDIDATE_FEATURES,
+    N_CONTEXT_FEATURES,
+    N_JOB_FEATURES,
+    EnvConfig,
+    EnvState,
+)
+
+TEAM_METRICS = ("imbalance", "overload", "drop_rate", "arrived", "rejected", "shed")
+"""Metrics every agent's info holds (besides the other metrics of the step)."""
+
+_SEED_LIMIT = 2**32  # jax.random.key keeps only 32 bits of the seed when x64 is disabled
+
+
+def _context_low() -> np.ndarray:
+    """Lower bounds of the context features: sin and cos of the tidal phase, then utilisations."""
+    return np.array([-1.0, -1.0, 0.0, 0.0], np.float32)
+
+
+def _flat_observation(state: EnvState, config: EnvConfig) -> jax.Array:
+    """All agents' flattened local observations, shape (N, K*9 + J*6 + 4)."""
+    obs = cloud.observe(state, config)
+    n = config.n_agents
+    return jnp.concatenate(
+        [obs.candidates.reshape(n, -1), obs.jobs.reshape(n, -1), obs.context], axis=1
+    ).astype(jnp.float32)
+
+
+def _flat_state(state: EnvState, config: EnvConfig) -> jax.Array:
+    """The flattened global state, shape (M*9 + 4,)."""
+    servers, context = cloud.global_state(state, config)
+    return jnp.concatenate([servers.reshape(-1), context]).astype(jnp.float32)
+
+
+def _step(
+    key: jax.Array, state: EnvState, actions: jax.Array, config: EnvConfig
+) -> tuple[jax.Array, EnvState, jax.Array, dict[str, jax.Array]]:
+    """Split the step-key stream, advance one step; returns the advanced stream too."""
+    key, sub = jax.random.split(key)
+    state, reward, metrics = cloud.step(sub, state, actions, config)
+    return key, state, reward, metrics
+
+
+class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
+    """HeteroCloud as a PettingZoo `ParallelEnv`: agents `dispatcher_0 .. dispatcher_{N-1}`.
+
+    Observation of each agent: a float32 `Box` of shape (K*9 + J*6 + 4,), the agent's
+    `cloud.Observation` fields flattened row-major in this order:
+
+    - `[0, K*9)`: candidate servers, K rows of 9 features (CPU and memory utilisation,
+      efficiency, cores / 64, memory / 192 GB, free-slot fraction, generation one-hot);
+    - `[K*9, K*9 + J*6)`: job slots, J rows of 6 features (presence, is-memory-job, cores / 32,
+      memory / 96 GB, log work / log 200, CPU-seconds / 100; zero for empty slots);
+    - last 4: context (sin and cos of the tidal phase, cluster CPU and memory utilisation).
+
+    Action of each agent: `MultiDiscrete([K] * J)`, a candidate index per job slot (ignored for
+    empty slots). Agents missing from the action dict act 0. Every agent gets the team reward;
+    all agents are truncated when the episode's `episode_steps` steps are done (no terminations).
+    Infos hold the step's metrics (`cloud.step`) as Python floats, including `TEAM_METRICS`.
+
+    `state()` is the flattened global state: M rows of the 9 server features, then the context.
+
+    Seeding: `reset(seed=s)` draws the episode from `jax.random.key(s)` and the step keys from a
+    separate stream `jax.random.fold_in(key, 1)`, so a seed fixes the trajectory given the
+    actions. A reset without a seed uses the constructor seed (or 0) for the first episode and
+    derives fresh episodes from it afterwards.
+    """
+
+    metadata = {"render_modes": [], "name": "heterocloud_v0", "is_parallelizable": True}
+
+    def __init__(self, n_agents: int = 10, seed: int | None = None, **config_kwargs: Any):
+        if isinstance(n_agents, bool) or not isinstance(n_agents, int | np.integer):
+            raise ValueError(f"n_agents must be an integer >= 1, got {n_agents!r}")
+        if n_agents < 1:
+            raise ValueError(f"n_agents must be an integer >= 1, got {n_agents!r}")
+        self.config = EnvConfig(n_agents=int(n_agents), **config_kwargs)
+        self._seed = _check_seed(seed)
+        self.render_mode = None
+
+        c = self.config
+        K, J, M = c.n_candidates, c.jobs_per_step, c.n_servers
+        self.possible_agents = [f"dispatcher_{i}" for i in range(c.n_agents)]
+        self.agents: list[str] = []
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+
+        obs_low = np.concatenate(
+            [np.zeros(K * N_CANDIDATE_FEATURES + J * N_JOB_FEATURES, np.float32), _context_low()]
+        )
+        self._observation_spaces = {
+            a: gymnasium.spaces.Box(obs_low, np.inf, dtype=np.float32) for a in self.possible_agents
+        }
+        self._action_spaces = {
+            a: gymnasium.spaces.MultiDiscrete([K] * J) for a in self.possible_agents
+        }
+        state_low = np.concatenate([np.zeros(M * N_CANDIDATE_FEATURES, np.float32), _context_low()])
+        self.state_space = gymnasium.spaces.Box(state_low, np.inf, dtype=np.float32)
+
+        self._reset = jax.jit(partial(cloud.reset, config=c))
+        self._step = jax.jit(partial(_step, config=c))
+        self._observe = jax.jit(partial(_flat_observation, config=c))
+        self._global_state = jax.jit(partial(_flat_state, config=c))
+
+        self._state: EnvState | None = None
+        self._step_key: jax.Array | None = None
+        self._root_key: jax.Array | None = None
+        self._episode = 0  # episodes started since the root key was last seeded
+
+    # ------------------------------------------------------------------ spaces
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.MultiDiscrete:
+        return self._action_spaces[agent]
+
+    # ------------------------------------------------------------------ dynamics
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """Start an episode; returns per-agent observations and (empty) infos."""
+        if seed is not None:
+            self._root_key = jax.random.key(_check_seed(seed))
+            self._episode = 0
+        elif self._root_key is None:
+            self._root_key = jax.random.key(0 if self._seed is None else self._seed)
+            self._episode = 0
+        if self._episode == 0:
+            key = self._root_key
+        else:
+            key = jax.random.fold_in(jax.random.fold_in(self._root_key, 2), self._episode)
+        self._episode += 1
+
+        self._state = self._reset(key)
+        self._step_key = jax.random.fold_in(key, 1)
+        self.agents = self.possible_agents[:]
+        return self._observations(), {a: {} for a in self.agents}
+
+    def step(
+        self, actions: dict[str, Any]
+    ) -> tuple[
+        dict[str, np.ndarray],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, float]],
+    ]:
+        """Dispatch the pending jobs with `actions` (agent -> `MultiDiscrete` action)."""
+        if self._state is None or not self.agents:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        c = self.config
+        joint = np.zeros((c.n_agents, c.jobs_per_step), np.int32)
+        for agent, action in actions.items():
+            if agent not in self._index:
+                raise ValueError(f"unknown agent {agent!r}")
+            arr = np.asarray(action)
+            if not self._action_spaces[agent].contains(arr):
+                raise ValueError(
+                    f"action of {agent} must be {c.jobs_per_step} integers in "
+                    f"[0, {c.n_candidates}), got {action!r}"
+                )
+            joint[self._index[agent]] = arr
+
+        self._step_key, self._state, reward, metrics = self._step(
+            self._step_key, self._state, jnp.asarray(joint)
+        )
+        reward, metrics, t = jax.device_get((reward, metrics, self._state.t))
+
+        live = self.agents
+        observations = self._observations()
+        team_reward = float(reward)
+        info = {name: float(value) for name, value in metrics.items()}
+        truncated = bool(t >= c.episode_steps)
+        rewards = {a: team_reward for a in live}
+        terminations = {a: False for a in live}
+        truncations = {a: truncated for a in live}
+        infos = {a: dict(info) for a in live}
+        if truncated:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        flat = np.array(self._observe(self._state))
+        return {a: flat[self._index[a]] for a in self.agents}
+
+    def state(self) -> np.ndarray:
+        """The flattened global state (see the class docstring)."""
+        if self._state is None:
+            raise RuntimeError("state() called before reset()")
+        return np.array(self._global_state(self._state))
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _check_seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be None or an integer, got {seed!r}")
+    if not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def parallel_env(
+    n_agents: int = 10, seed: int | None = None, **config_kwargs: Any
+) -> HeteroCloudParallelEnv:
+    """A HeteroCloud `ParallelEnv` with N dispatchers; `config_kwargs` go to `EnvConfig`."""
+    return HeteroCloudParallelEnv(n_agents=n_agents, seed=seed, **config_kwargs)
