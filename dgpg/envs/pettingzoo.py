@@ -5,8 +5,9 @@
     observations, infos = env.reset()
     observations, rewards, terminations, truncations, infos = env.step(actions)
 
-The pure JAX functions of `dgpg.envs.cloud` are jitted once per environment instance (the
-`EnvConfig` is closed over, so it is static); arrays are converted to NumPy at the boundary.
+The pure JAX functions of `dgpg.envs.cloud` are jitted with the `EnvConfig` static, so they compile
+once per distinct config (instances with equal configs share the compiled code); arrays are
+converted to NumPy at the boundary.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import pettingzoo
 from dgpg.envs import cloud
 from dgpg.envs.cloud import (
     N_CANDIDATE_FEATURES,
-    N_CONTEXT_FEATURES,
     N_JOB_FEATURES,
     EnvConfig,
     EnvState,
@@ -62,6 +62,12 @@ def _step(
     key, sub = jax.random.split(key)
     state, reward, metrics = cloud.step(sub, state, actions, config)
     return key, state, reward, metrics
+
+
+_jit_reset = jax.jit(cloud.reset, static_argnames="config")
+_jit_step = jax.jit(_step, static_argnames="config")
+_jit_observe = jax.jit(_flat_observation, static_argnames="config")
+_jit_state = jax.jit(_flat_state, static_argnames="config")
 
 
 class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
@@ -118,10 +124,11 @@ class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
         state_low = np.concatenate([np.zeros(M * N_CANDIDATE_FEATURES, np.float32), _context_low()])
         self.state_space = gymnasium.spaces.Box(state_low, np.inf, dtype=np.float32)
 
-        self._reset = jax.jit(partial(cloud.reset, config=c))
-        self._step = jax.jit(partial(_step, config=c))
-        self._observe = jax.jit(partial(_flat_observation, config=c))
-        self._global_state = jax.jit(partial(_flat_state, config=c))
+        # jitted with the config static: compiled once per distinct config, shared by instances
+        self._reset = partial(_jit_reset, config=c)
+        self._step = partial(_jit_step, config=c)
+        self._observe = partial(_jit_observe, config=c)
+        self._global_state = partial(_jit_state, config=c)
 
         self._state: EnvState | None = None
         self._step_key: jax.Array | None = None
