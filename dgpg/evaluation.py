@@ -33,7 +33,7 @@ METRICS = (
 
 
 def episode_metrics(step_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Reduce per-step metrics (arrays of shape (T, ...)) to the per-episode METRICS."""
+    """Reduce one episode's per-step metrics (arrays of shape (T,)) to the episode METRICS."""
     m = step_metrics
     return {
         "return": jnp.sum(m["reward"], axis=0),
@@ -71,7 +71,7 @@ def evaluate(
 
     @jax.jit
     def run(keys):
-        return episode_metrics(jax.vmap(lambda k: rollout(policy, k, config))(keys))
+        return jax.vmap(lambda k: episode_metrics(rollout(policy, k, config)))(keys)
 
     return {k: np.asarray(v, dtype=np.float64) for k, v in run(keys).items()}
 

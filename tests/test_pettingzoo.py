@@ -9,6 +9,7 @@ from pettingzoo import test as pz_test
 from dgpg.envs.pettingzoo import TEAM_METRICS, HeteroCloudParallelEnv, parallel_env
 
 SHORT = {"episode_steps": 30}
+# Compiling a config takes seconds: the tests share the configs (N=3, SHORT) and (N=1, SHORT).
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_parallel_api_single_agent() -> None:
     not hasattr(pz_test, "parallel_seed_test"), reason="pettingzoo lacks parallel_seed_test"
 )
 def test_parallel_seed() -> None:
-    pz_test.parallel_seed_test(lambda: parallel_env(n_agents=2, **SHORT), num_cycles=30)
+    pz_test.parallel_seed_test(lambda: parallel_env(n_agents=3, **SHORT), num_cycles=30)
 
 
 def _rollout(env: HeteroCloudParallelEnv, seed: int, steps: int):
@@ -62,7 +63,7 @@ def test_same_seed_same_trajectory(env3: HeteroCloudParallelEnv) -> None:
 
 
 def test_constructor_seed() -> None:
-    a, b = parallel_env(n_agents=2, seed=3, **SHORT), parallel_env(n_agents=2, seed=3, **SHORT)
+    a, b = parallel_env(n_agents=3, seed=3, **SHORT), parallel_env(n_agents=3, seed=3, **SHORT)
     first_a, first_b = a.reset()[0], b.reset()[0]
     assert _same(first_a, first_b)
     assert _same(first_a, a.reset(seed=3)[0])
@@ -105,22 +106,27 @@ def test_observations_in_space(env3: HeteroCloudParallelEnv) -> None:
         obs, *_ = env3.step({a: env3.action_space(a).sample() for a in env3.agents})
 
 
-def test_space_shapes() -> None:
-    env = parallel_env(n_agents=5, seed=0, jobs_per_step=4, **SHORT)
+def test_space_shapes(env3: HeteroCloudParallelEnv) -> None:
+    env = parallel_env(n_agents=5, seed=0, jobs_per_step=4, **SHORT)  # spaces only: no compile
     K, J, M = env.config.n_candidates, 4, env.config.n_servers
     assert (K, M) == (8, 10)
     assert env.possible_agents == [f"dispatcher_{i}" for i in range(5)]
+    assert env.max_num_agents == 5
     for agent in env.possible_agents:
         assert env.observation_space(agent).shape == (K * 9 + J * 6 + 4,)
         assert env.observation_space(agent).dtype == np.float32
         assert list(env.action_space(agent).nvec) == [K] * J
         assert env.observation_space(agent) is env.observation_space(agent)
+        assert env.action_space(agent) is env.action_space(agent)
     assert env.state_space.shape == (M * 9 + 4,)
-    obs, _ = env.reset()
-    assert env.num_agents == env.max_num_agents == 5
-    assert obs["dispatcher_0"].shape == (K * 9 + J * 6 + 4,)
-    assert env.state().shape == (M * 9 + 4,)
-    assert env.render() is None
+
+    K, J, M = env3.config.n_candidates, env3.config.jobs_per_step, env3.config.n_servers
+    assert (K, J, M) == (6, 8, 6)
+    obs, _ = env3.reset()
+    assert env3.num_agents == env3.max_num_agents == 3
+    assert all(o.shape == (K * 9 + J * 6 + 4,) for o in obs.values())
+    assert env3.state().shape == (M * 9 + 4,)
+    assert env3.render() is None
 
 
 @pytest.mark.parametrize("n_agents", [0, -1, 2.0, True, "3"])
