@@ -9,7 +9,7 @@ when every candidate's allocation is zero, the reference is the least-utilised c
 The guidance loss of agent i for a job of demand w holds the other agents at their reference,
 x*_{-i,k} = x*_k - w p*_i(k), and lets agent i contribute w pi(k):
 
-    G_i(pi) = sum_k (L_k + x*_{-i,k} + w pi(k))^2 / kappa_k / (w lam)
+    G_i(pi) = sum_k (L_k + x*_{-i,k} + w pi(k))^2 / kappa_k / (w lam)  -  (the same at p*)
 
 At pi = p*, L_k + x*_{-i,k} + w pi(k) = L_k + x*_k = lam kappa_k on every server the reference
 uses, so the gradient is constant across them and vanishes on the simplex. Dividing by w lam (lam
@@ -91,9 +91,13 @@ class WaterFillingModel:
         )
 
     def guidance_loss(self, probs: jax.Array, reference: CloudReference) -> jax.Array:
-        """Mean over present jobs of G_i(pi); `probs` (N, J, K) is the policy over candidates."""
+        """Mean over present jobs of G_i(pi) - G_i(p*) (so it is 0 at the reference);
+        `probs` (N, J, K) is the policy over candidates."""
         ref = jax.lax.stop_gradient(reference)
-        occupied = ref.base + ref.demand[..., None] * probs
-        g = jnp.sum(occupied**2 / ref.capacity, axis=-1) / ref.scale
+
+        def g(p):
+            occupied = ref.base + ref.demand[..., None] * p
+            return jnp.sum(occupied**2 / ref.capacity, axis=-1) / ref.scale
+
         n = jnp.maximum(jnp.sum(ref.mask), 1)
-        return jnp.sum(jnp.where(ref.mask, g, 0.0)) / n
+        return jnp.sum(jnp.where(ref.mask, g(probs) - g(ref.probs), 0.0)) / n

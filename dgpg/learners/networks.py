@@ -1,0 +1,88 @@
+"""Networks shared by DG-PG, MAPPO and IPPO (DESIGN section 5).
+
+The actor is one scorer MLP applied to every (job, candidate, context) triple, followed by a
+softmax over the K candidates, so its size does not depend on N. The centralised critic embeds
+every server, pools the embeddings (cost linear in M) and adds the context; the local critic
+does the same over one agent's candidates and jobs.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dgpg.envs.cloud import Observation
+
+
+def pair_features(obs: Observation) -> jax.Array:
+    """Features of every (agent, job, candidate) triple, shape (..., N, J, K, F).
+
+    Besides the raw candidate, job and context features it includes the candidate's CPU and
+    memory utilisation after placing the job, computed from the same observation.
+    """
+    cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
+    job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
+    ctx = obs.context[..., None, None, :]  # (..., N, 1, 1, Fx)
+    # candidate features: cpu_u, mem_u, efficiency, cores/64, memory/192, free slots, gen one-hot
+    # job features: present, is_mem, cores/32, memory/96, log work, cpu-seconds
+    capacity = jnp.maximum(cand[..., 3] * 64.0 * cand[..., 2], 1e-3)
+    cpu_after = cand[..., 0] + job[..., 2] * 32.0 / capacity
+    mem_after = cand[..., 1] + job[..., 3] * 96.0 / jnp.maximum(cand[..., 4] * 192.0, 1e-3)
+    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
+    return jnp.concatenate(
+        [
+            jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
+            jnp.broadcast_to(job, (*shape, job.shape[-1])),
+            jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
+            cpu_after[..., None],
+            mem_after[..., None],
+        ],
+        axis=-1,
+    )
+
+
+class Actor(nn.Module):
+    """Scorer MLP over (job, candidate, context) -> logits over candidates, (..., N, J, K)."""
+
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> jax.Array:
+        x = pair_features(obs)
+        x = nn.tanh(nn.Dense(self.hidden)(x))
+        x = nn.tanh(nn.Dense(self.hidden)(x))
+        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(0.01))(x)[..., 0]
+
+
+class CentralCritic(nn.Module):
+    """Value of the global state: servers (..., M, F) and context (..., Fx) -> (...)."""
+
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, servers: jax.Array, context: jax.Array) -> jax.Array:
+        e = nn.tanh(nn.Dense(self.hidden)(servers))
+        e = nn.tanh(nn.Dense(self.hidden)(e))
+        pooled = jnp.concatenate([jnp.mean(e, axis=-2), jnp.max(e, axis=-2), context], axis=-1)
+        h = nn.tanh(nn.Dense(self.hidden)(pooled))
+        return nn.Dense(1)(h)[..., 0]
+
+
+class LocalCritic(nn.Module):
+    """Per-agent value from the local observation -> (..., N)."""
+
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> jax.Array:
+        c = nn.tanh(nn.Dense(self.hidden)(obs.candidates))  # (..., N, K, H)
+        c = nn.tanh(nn.Dense(self.hidden)(c))
+        j = nn.tanh(nn.Dense(self.hidden)(obs.jobs))  # (..., N, J, H)
+        mask = obs.job_mask[..., None].astype(j.dtype)
+        j_pool = jnp.sum(j * mask, axis=-2) / jnp.maximum(jnp.sum(mask, axis=-2), 1.0)
+        pooled = jnp.concatenate(
+            [jnp.mean(c, axis=-2), jnp.max(c, axis=-2), j_pool, obs.context], axis=-1
+        )
+        h = nn.tanh(nn.Dense(self.hidden)(pooled))
+        return nn.Dense(1)(h)[..., 0]

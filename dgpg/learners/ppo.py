@@ -1,0 +1,403 @@
+"""One PPO-family learner with parameter sharing: DG-PG, MAPPO and IPPO (DESIGN sections 4-5).
+
+The three algorithms share the actor network and every hyperparameter; they differ only in
+    MAPPO  centralised critic on the global state,
+    IPPO   local critic on each agent's observation,
+    DG-PG  MAPPO plus the guidance loss: (1 - alpha) * L_PPO + alpha * guidance.
+DG-PG with alpha = 0 is exactly MAPPO.
+
+One update per episode: `make_train_episode(config, env_config)` returns a pure function
+`runner -> (runner, metrics)` that rolls out one episode (T steps, all agents), computes GAE on
+the team reward, and runs `update_epochs` epochs of `num_minibatches` minibatches over time
+steps. It is compiled once with `jit` and `vmap`ped over seeds by the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from dgpg.analytical.cloud import CloudReference, WaterFillingModel
+from dgpg.envs import cloud
+from dgpg.envs.cloud import EnvConfig, Observation
+from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
+
+ALGORITHMS = ("dgpg", "mappo", "ippo")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters, identical for DG-PG, MAPPO and IPPO unless stated."""
+
+    algo: str = "dgpg"
+    """dgpg, mappo or ippo."""
+    alpha: float = 0.5
+    """Guidance weight of DG-PG in [0, 1]; MAPPO and IPPO ignore it (weight 0)."""
+    learning_rate: float = 1e-3
+    """Adam step size, actor and critic."""
+    ent_coef: float = 0.003
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient."""
+    clip_eps: float = 0.2
+    """PPO ratio clipping."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    update_epochs: int = 4
+    """Epochs over each episode's data."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (split over time steps)."""
+    agents_per_minibatch: int = 128
+    """Agents sampled per minibatch for the actor and local-critic losses when N is larger:
+    with parameter sharing this is an unbiased subsample, and it bounds the update's cost."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    hidden: int = 64
+    """Width of every hidden layer."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGORITHMS)}")
+        if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
+                     "max_grad_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("update_epochs", "num_minibatches", "agents_per_minibatch", "hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    @property
+    def guidance_weight(self) -> float:
+        return self.alpha if self.algo == "dgpg" else 0.0
+
+    @property
+    def central_critic(self) -> bool:
+        return self.algo != "ippo"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@struct.dataclass
+class ValueNorm:
+    """Running mean and variance of value targets (value normalisation)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls) -> ValueNorm:
+        return cls(jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32), jnp.full((), 1e-4, jnp.float32))
+
+    def update(self, x: jax.Array) -> ValueNorm:
+        """Merge the batch `x` into the running statistics (parallel Welford)."""
+        n = jnp.asarray(x.size, jnp.float32)
+        b_mean, b_var = jnp.mean(x), jnp.var(x)
+        total = self.count + n
+        delta = b_mean - self.mean
+        mean = self.mean + delta * n / total
+        m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
+        return ValueNorm(mean, m2 / total, total)
+
+    def normalize(self, x: jax.Array) -> jax.Array:
+        return (x - self.mean) / jnp.sqrt(self.var + 1e-8)
+
+    def denormalize(self, x: jax.Array) -> jax.Array:
+        return x * jnp.sqrt(self.var + 1e-8) + self.mean
+
+
+@struct.dataclass
+class Runner:
+    """Everything a training run carries from one episode to the next."""
+
+    params: dict[str, Any]  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    value_norm: ValueNorm
+    key: jax.Array
+    episode: jax.Array  # () int32, episodes trained so far (= next training scenario seed)
+
+
+@struct.dataclass
+class Trajectory:
+    """One episode, leading axis T."""
+
+    obs: Observation  # (T, N, ...)
+    servers: jax.Array  # (T, M, F) global state for the centralised critic
+    context: jax.Array  # (T, Fx)
+    actions: jax.Array  # (T, N, J)
+    log_probs: jax.Array  # (T, N, J)
+    values: jax.Array  # (T,) central or (T, N) local, denormalised
+    rewards: jax.Array  # (T,)
+    reference: CloudReference | None  # (T, N, J, K) fields, DG-PG only
+
+
+def _networks(config: TrainConfig):
+    critic = CentralCritic(config.hidden) if config.central_critic else LocalCritic(config.hidden)
+    return Actor(config.hidden), critic
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.learning_rate, eps=1e-5),
+    )
+
+
+def init_runner(key: jax.Array, config: TrainConfig, env_config: EnvConfig) -> Runner:
+    """Initial parameters, optimiser state and key of one seed."""
+    k_actor, k_critic, k_state, k_run = jax.random.split(key, 4)
+    actor, critic = _networks(config)
+    state = cloud.reset(k_state, env_config)
+    obs = cloud.observe(state, env_config)
+    servers, context = cloud.global_state(state, env_config)
+    params = {
+        "actor": actor.init(k_actor, obs),
+        "critic": critic.init(k_critic, servers, context)
+        if config.central_critic
+        else critic.init(k_critic, obs),
+    }
+    return Runner(
+        params=params,
+        opt_state=make_optimizer(config).init(params),
+        value_norm=ValueNorm.create(),
+        key=k_run,
+        episode=jnp.zeros((), jnp.int32),
+    )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    mask = mask.astype(x.dtype)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def gae(
+    rewards: jax.Array, values: jax.Array, last_value: jax.Array, gamma: float, lam: float
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimates and returns for one truncated episode.
+
+    rewards (T,), values (T, ...) and last_value (...) broadcast together; the episode is cut
+    at T, so V(s_T) bootstraps the last step. Returns (advantages, returns), each of
+    values' shape.
+    """
+    rewards = jnp.broadcast_to(rewards.reshape(rewards.shape + (1,) * (values.ndim - 1)),
+                               values.shape)
+
+    def backwards(carry, x):
+        next_adv, next_value = carry
+        r, v = x
+        delta = r + gamma * next_value - v
+        adv = delta + gamma * lam * next_adv
+        return (adv, v), adv
+
+    init = (jnp.zeros_like(last_value), last_value)
+    _, adv = jax.lax.scan(backwards, init, (rewards, values), reverse=True)
+    return adv, adv + values
+
+
+def clipped_surrogate(
+    log_probs: jax.Array, old_log_probs: jax.Array, advantages: jax.Array, clip_eps: float,
+    mask: jax.Array,
+) -> jax.Array:
+    """PPO's clipped policy loss, averaged over present jobs (to be minimised)."""
+    ratio = jnp.exp(log_probs - old_log_probs)
+    unclipped = ratio * advantages
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    return -masked_mean(jnp.minimum(unclipped, clipped), mask)
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def _select_agents(tree, idx):
+    """Index the agent axis (axis 1, after time) of every leaf."""
+    return jax.tree.map(lambda x: jnp.take(x, idx, axis=1), tree)
+
+
+# --------------------------------------------------------------------------- rollout
+
+
+def make_rollout(config: TrainConfig, env_config: EnvConfig):
+    """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
+    actor, critic = _networks(config)
+    model = WaterFillingModel(env_config)
+    guided = config.algo == "dgpg"
+
+    def value_of(params, state, obs, value_norm):
+        if config.central_critic:
+            servers, context = cloud.global_state(state, env_config)
+            v = critic.apply(params["critic"], servers, context)
+        else:
+            v = critic.apply(params["critic"], obs)
+        return value_norm.denormalize(v)
+
+    def rollout(params, value_norm: ValueNorm, key: jax.Array, scenario_key: jax.Array):
+        state = cloud.reset(scenario_key, env_config)
+
+        def one_step(state, k):
+            k_act, k_env = jax.random.split(k)
+            obs = cloud.observe(state, env_config)
+            logits = actor.apply(params["actor"], obs)
+            actions = jax.random.categorical(k_act, logits, axis=-1)
+            log_probs = jnp.take_along_axis(
+                jax.nn.log_softmax(logits, axis=-1), actions[..., None], axis=-1
+            )[..., 0]
+            value = value_of(params, state, obs, value_norm)
+            servers, context = cloud.global_state(state, env_config)
+            reference = model.reference(state) if guided else None
+            next_state, reward, metrics = cloud.step(k_env, state, actions, env_config)
+            transition = Trajectory(obs, servers, context, actions, log_probs, value, reward,
+                                    reference)
+            return next_state, (transition, metrics)
+
+        keys = jax.random.split(key, env_config.episode_steps)
+        final, (traj, metrics) = jax.lax.scan(one_step, state, keys)
+        last_value = value_of(params, final, cloud.observe(final, env_config), value_norm)
+        return traj, last_value, metrics
+
+    return rollout
+
+
+# --------------------------------------------------------------------------- loss and update
+
+
+def make_loss(config: TrainConfig, env_config: EnvConfig):
+    """Return `loss(params, batch) -> (total, aux)` on a minibatch (time steps x agents)."""
+    actor, critic = _networks(config)
+    model = WaterFillingModel(env_config)
+    alpha = config.guidance_weight
+
+    def loss(params, batch):
+        traj: Trajectory = batch["traj"]
+        mask = traj.obs.job_mask  # (B, A, J)
+        logits = actor.apply(params["actor"], traj.obs)  # (B, A, J, K)
+        logp_all = jax.nn.log_softmax(logits, axis=-1)
+        log_probs = jnp.take_along_axis(logp_all, traj.actions[..., None], axis=-1)[..., 0]
+        adv = batch["advantages"]  # (B,) central or (B, A) local
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = jnp.broadcast_to(adv.reshape(adv.shape + (1,) * (mask.ndim - adv.ndim)), mask.shape)
+        policy_loss = clipped_surrogate(log_probs, traj.log_probs, adv, config.clip_eps, mask)
+        entropy = masked_mean(categorical_entropy(logits), mask)
+
+        if config.central_critic:
+            v = critic.apply(params["critic"], batch["servers"], batch["context"])
+        else:
+            v = critic.apply(params["critic"], traj.obs)
+        value_loss = 0.5 * jnp.mean((v - batch["targets"]) ** 2)
+
+        if traj.reference is not None:
+            probs = jnp.exp(logp_all)
+            guidance = jax.vmap(model.guidance_loss)(probs, traj.reference).mean()
+        else:
+            guidance = jnp.zeros(())
+        actor_loss = (1.0 - alpha) * policy_loss + alpha * guidance
+        total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+        aux = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+               "guidance_loss": guidance}
+        return total, aux
+
+    return loss
+
+
+def make_train_episode(config: TrainConfig, env_config: EnvConfig):
+    """Return the pure `train_episode(runner) -> (runner, metrics)` (see module docstring)."""
+    rollout = make_rollout(config, env_config)
+    loss_fn = make_loss(config, env_config)
+    optimizer = make_optimizer(config)
+    T, N = env_config.episode_steps, env_config.n_agents
+    n_mb = min(config.num_minibatches, T)
+    steps_per_mb = T // n_mb
+    n_sub = min(config.agents_per_minibatch, N)
+
+    def update_minibatch(carry, mb):
+        params, opt_state, data, k = carry
+        t_idx = mb
+        k, k_agents = jax.random.split(k)
+        agents = (jnp.arange(N) if n_sub == N
+                  else jax.random.choice(k_agents, N, (n_sub,), replace=False))
+        traj = jax.tree.map(lambda x: x[t_idx], data["traj"])
+        servers, context = traj.servers, traj.context
+        traj = traj.replace(servers=None, context=None)
+        traj = _select_agents(traj.replace(values=None, rewards=None), agents)
+        adv, targets = data["advantages"][t_idx], data["targets"][t_idx]
+        if not config.central_critic:
+            adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
+        batch = {"traj": traj, "servers": servers, "context": context, "advantages": adv,
+                 "targets": targets}
+        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+        aux["grad_norm"] = optax.global_norm(grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, data, k), aux
+
+    def update_epoch(carry, _):
+        params, opt_state, data, k = carry
+        k, k_perm = jax.random.split(k)
+        perm = jax.random.permutation(k_perm, T)[: n_mb * steps_per_mb].reshape(n_mb, -1)
+        (params, opt_state, data, k), aux = jax.lax.scan(
+            update_minibatch, (params, opt_state, data, k), perm
+        )
+        return (params, opt_state, data, k), aux
+
+    def train_episode(runner: Runner):
+        key, k_roll, k_update = jax.random.split(runner.key, 3)
+        scenario_key = jax.random.key(runner.episode)  # training scenarios are seeds 0, 1, ...
+        traj, last_value, env_metrics = rollout(
+            runner.params, runner.value_norm, k_roll, scenario_key
+        )
+
+        # advantages on the team reward, value targets normalised with running statistics
+        advantages, returns = gae(
+            traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda
+        )
+        value_norm = runner.value_norm.update(returns)
+        data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns)}
+
+        (params, opt_state, _, _), aux = jax.lax.scan(
+            update_epoch, (runner.params, runner.opt_state, data, k_update), None,
+            length=config.update_epochs,
+        )
+        metrics = {k: jnp.mean(v) for k, v in aux.items()}
+        metrics.update({
+            "return": jnp.sum(env_metrics["reward"]),
+            "imbalance": jnp.mean(env_metrics["imbalance"]),
+            "overload": jnp.mean(env_metrics["overload"]),
+            "drop_rate": jnp.mean(env_metrics["drop_rate"]),
+        })
+        runner = Runner(params, opt_state, value_norm, key, runner.episode + 1)
+        return runner, metrics
+
+    return train_episode
+
+
+# --------------------------------------------------------------------------- acting
+
+
+def make_policy(config: TrainConfig, actor_params, greedy: bool = True):
+    """A `Policy` (key, state, env_config) -> actions from actor parameters, for evaluation."""
+    actor = Actor(config.hidden)
+
+    def policy(key, state, env_config):
+        logits = actor.apply(actor_params, cloud.observe(state, env_config))
+        if greedy:
+            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+    return policy
