@@ -13,7 +13,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -52,35 +59,114 @@ def _output_dir(path: Path) -> Path:
 
 
 @app.command()
+def train(
+    algo: Annotated[str, typer.Option("--algo", help="dgpg, mappo or ippo.")] = "dgpg",
+    agents: Annotated[int, typer.Option("--agents", min=1, max=100_000, help="N agents.")] = 10,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, max=1_000_000)] = 20,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1)] = 0,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, max=64, help="Seeds trained at once (vmap).")
+    ] = 1,
+    alpha: Annotated[float, typer.Option("--alpha", help="DG-PG guidance weight in [0, 1].")]
+    = 0.5,
+    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/default"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
+    = False,
+) -> None:
+    """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json."""
+    from dgpg.checkpoint import CheckpointError
+    from dgpg.learners.ppo import ALGORITHMS
+    from dgpg.training import RunConfig, RunError
+    from dgpg.training import train as run_training
+
+    if algo not in ALGORITHMS:
+        raise CLIError(f"unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+    if not (0.0 <= alpha <= 1.0):  # also rejects NaN
+        raise CLIError(f"--alpha must be in [0, 1], got {alpha}")
+    run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
+                    alpha=alpha)
+    out = _output_dir(out)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task(f"{algo} N={agents}", total=episodes, ret="-", val="-")
+
+        def on_episode(episode: int, stats: dict[str, float]) -> None:
+            progress.update(task, completed=episode, ret=f"{stats['return']:.2f}",
+                            val=f"{stats['val_return']:.2f}")
+
+        try:
+            summary = run_training(out, run, resume=resume, on_episode=on_episode)
+        except (RunError, CheckpointError) as e:
+            raise CLIError(str(e)) from None
+    keys = ("test_return", "test_return_ci", "best_val_return", "episodes_to_converge",
+            "bestfit_central_test_return", "wall_seconds")
+    console.print({k: summary[k] for k in keys})
+    console.print(f"wrote {out}/summary.json")
+
+
+def _checkpoint_policies(path: Path) -> dict:
+    """Greedy policies of every seed stored in a checkpoint, named after the checkpoint."""
+    import jax
+
+    from dgpg.checkpoint import CheckpointError
+    from dgpg.learners.ppo import make_policy
+    from dgpg.training import load_actor
+
+    try:
+        tcfg, actor, meta = load_actor(path)
+    except CheckpointError as e:
+        raise CLIError(str(e)) from None
+    n_seeds = jax.tree.leaves(actor)[0].shape[0]
+    label = meta.get("config", {}).get("run", {}).get("algo", "checkpoint")
+    return {
+        f"{label} (seed {meta['config']['run']['seed'] + i})": make_policy(
+            tcfg, jax.tree.map(lambda x, i=i: x[i], actor), greedy=True)
+        for i in range(n_seeds)
+    }
+
+
+@app.command()
 def evaluate(
     agents: Annotated[int, typer.Option("--agents", min=1, max=100_000, help="N agents.")],
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", help="Heuristic name (repeatable), or 'all'."),
     ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt)."),
+    ] = None,
     scenarios: Annotated[
         int, typer.Option("--scenarios", min=1, max=40, help="Test scenarios (seeds 10000+).")
     ] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Evaluate policies on the test scenarios: mean and 95 % CI of the return and its terms."""
+    """Evaluate heuristics or a trained checkpoint on the test scenarios: mean and 95 % CI of
+    the return and its terms."""
     from dgpg.envs.cloud import EnvConfig
-    from dgpg.evaluation import TEST_SEEDS, evaluate as run_evaluation, mean_ci
+    from dgpg.evaluation import TEST_SEEDS, mean_ci
+    from dgpg.evaluation import evaluate as run_evaluation
     from dgpg.heuristics import HEURISTICS
 
-    if not policy:
-        raise CLIError("give --policy NAME (one of: " + ", ".join(HEURISTICS) + ", all)")
-    names = list(HEURISTICS) if "all" in policy else policy
+    if not policy and checkpoint is None:
+        raise CLIError("give --policy NAME (one of: " + ", ".join(HEURISTICS) + ", all) "
+                       "or --checkpoint PATH")
+    names = list(HEURISTICS) if policy and "all" in policy else list(policy or [])
     for name in names:
         if name not in HEURISTICS:
             raise CLIError(f"unknown policy {name!r}; known: {', '.join(HEURISTICS)}, all")
+    policies = {name: HEURISTICS[name] for name in names}
+    if checkpoint is not None:
+        policies.update(_checkpoint_policies(checkpoint))
     config = EnvConfig(n_agents=agents)
     seeds = TEST_SEEDS[:scenarios]
     records = []
     with _progress() as progress:
-        for name in names:
+        for name, fn in policies.items():
             task = progress.add_task(f"evaluating {name} at N={agents}")
-            values = run_evaluation(HEURISTICS[name], config, seeds)
+            values = run_evaluation(fn, config, seeds)
             progress.remove_task(task)
             record = {"policy": name, "n_agents": agents, "scenarios": len(seeds)}
             for metric, v in values.items():

@@ -16,6 +16,8 @@ from dgpg.envs.cloud import EnvConfig
 from dgpg.envs.workload import MEM_JOB
 
 _WATERFILL = jax.jit(waterfill)
+_F32_MILLI = float(np.float32(1e-3))  # hypothesis wants float32-exact bounds
+_F32_TENTH = float(np.float32(0.1))
 _LEVEL = jax.jit(water_level)
 
 
@@ -146,14 +148,14 @@ def test_waterfill_servers_above_level_get_nothing():
 @given(
     data=st.data(),
     m=st.integers(1, 20),
-    total=st.one_of(st.just(0.0), st.floats(0.001, 1000.0, width=32).filter(lambda v: v >= 1e-3)),
+    total=st.one_of(st.just(0.0), st.floats(_F32_MILLI, 1000.0, width=32)),
 )
 def test_waterfill_properties(data, m, total):
     load = np.asarray(
         data.draw(st.lists(st.floats(0.0, 100.0, width=32), min_size=m, max_size=m)), np.float32
     )
     capacity = np.asarray(
-        data.draw(st.lists(st.floats(0.1, 100.0, width=32), min_size=m, max_size=m)),
+        data.draw(st.lists(st.floats(_F32_TENTH, 100.0, width=32), min_size=m, max_size=m)),
         np.float32,
     )
     x = _wf(load, capacity, total)
@@ -188,11 +190,12 @@ def _setup(n):
         state = jax.jit(cloud.reset, static_argnums=1)(jax.random.key(3), cfg)
         model = WaterFillingModel(cfg)
         ref = jax.jit(model.reference)(state)
-        _STATES[n] = (cfg, state, model, ref)
+        _STATES[n] = (cfg, state, model, ref, _loss_fns(model))
     return _STATES[n]
 
 
 def _loss_fns(model):
+    """Jitted loss, its gradient in probs, and its gradient in softmax logits."""
     loss = jax.jit(model.guidance_loss)
     grad = jax.jit(jax.grad(model.guidance_loss))
     logit_grad = jax.jit(
@@ -203,8 +206,7 @@ def _loss_fns(model):
 
 @pytest.mark.parametrize("n", [5, 20])
 def test_guidance_stationary_at_reference(n):
-    cfg, _, model, ref = _setup(n)
-    _, grad, logit_grad = _loss_fns(model)
+    _, _, _, ref, (_, grad, logit_grad) = _setup(n)
     p = np.asarray(ref.probs)
     mask = np.asarray(ref.mask)
     g = np.asarray(grad(ref.probs, ref), np.float64) * mask.sum()  # per-job gradient
@@ -234,8 +236,7 @@ def test_guidance_stationary_at_reference(n):
 
 @pytest.mark.parametrize("n", [5, 20])
 def test_guidance_gradient_matches_finite_differences(n):
-    _, _, model, ref = _setup(n)
-    loss, grad, _ = _loss_fns(model)
+    _, _, _, ref, (loss, grad, _) = _setup(n)
     probs = jax.nn.softmax(jax.random.normal(jax.random.key(n), ref.probs.shape), axis=-1)
     g = np.asarray(grad(probs, ref))
     mask = np.asarray(ref.mask)
@@ -258,8 +259,7 @@ def test_guidance_gradient_matches_finite_differences(n):
 
 @pytest.mark.parametrize("n", [5, 200])
 def test_guidance_gradient_order_one_at_uniform(n):
-    cfg, _, model, ref = _setup(n)
-    _, grad, _ = _loss_fns(model)
+    cfg, _, _, ref, (_, grad, _) = _setup(n)
     mask = np.asarray(ref.mask)
     uniform = jnp.full(ref.probs.shape, 1.0 / cfg.n_candidates)
     g = np.asarray(grad(uniform, ref))
@@ -271,7 +271,7 @@ def test_guidance_gradient_order_one_at_uniform(n):
 
 @pytest.mark.parametrize("n", [5, 20, 200])
 def test_reference_probs_are_distributions(n):
-    cfg, _, _, ref = _setup(n)
+    cfg, _, _, ref, _ = _setup(n)
     p = np.asarray(ref.probs)
     mask = np.asarray(ref.mask)
     assert p.shape == (n, cfg.jobs_per_step, cfg.n_candidates)
@@ -284,7 +284,7 @@ def test_reference_probs_are_distributions(n):
 def test_reference_is_waterfill_share(n):
     """p*_i proportional to x*_k / c_k over i's candidates, x* the float64 water-filling of the
     step's total demand per resource; the least-utilised candidate when all shares are zero."""
-    _, state, _, ref = _setup(n)
+    _, state, _, ref, _ = _setup(n)
     st_ = jax.tree.map(np.asarray, state)
     sc, jobs = st_.scenario, st_.jobs
     is_mem = jobs.type == MEM_JOB

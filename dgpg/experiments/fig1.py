@@ -94,7 +94,8 @@ def run(out: Path, quick: bool = False) -> dict[str, float]:
         ax.hist(e, bins=20, alpha=0.7, label=f"gen{g} (n={e.size})")
         eff_rows.append({"generation": g, "servers": int(e.size), "min": float(e.min()),
                          "mean": float(e.mean()), "max": float(e.max())})
-    ax.set(xlabel="CPU efficiency e", ylabel="servers", title="(b) efficiency by generation (M=1000)")
+    ax.set(xlabel="CPU efficiency e", ylabel="servers",
+           title="(b) efficiency by generation (M=1000)")
     ax.legend(fontsize=8)
     atomic.write_csv(out / "fig1_efficiency.csv", eff_rows, list(eff_rows[0]))
 

@@ -3,7 +3,7 @@
 For a fixed policy and N, independent roll-outs of the same scenario give independent samples of
 agent i's contribution to the actor gradient,
 
-    g_i = (1 - alpha) * grad[ -(1/T) sum_t sum_j A_t log pi(a_itj) ] + alpha * grad[ (1/T) sum_t G_it ],
+    g_i = (1 - alpha) grad[-(1/T) sum_t sum_j A_t log pi(a_itj)] + alpha grad[(1/T) sum_t G_it],
 
 with A_t the GAE advantage of the team reward under the centralised critic and G_it the
 agent's guidance loss. alpha = 0 is the plain policy gradient. The relative variance

@@ -100,7 +100,8 @@ class ValueNorm:
 
     @classmethod
     def create(cls) -> ValueNorm:
-        return cls(jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32), jnp.full((), 1e-4, jnp.float32))
+        f32 = jnp.float32
+        return cls(jnp.zeros((), f32), jnp.ones((), f32), jnp.full((), 1e-4, f32))
 
     def update(self, x: jax.Array) -> ValueNorm:
         """Merge the batch `x` into the running statistics (parallel Welford)."""

@@ -1,0 +1,262 @@
+"""Training runs: the loop behind `dgpg train` (DESIGN sections 6 and 8).
+
+A run trains K seeds at once (`vmap` over one compiled episode function) and writes into its
+output folder
+
+    config.json          the run's configuration
+    metrics.csv          one row per episode and seed
+    checkpoints/last.ckpt  everything needed to resume (written atomically every episode)
+    checkpoints/best.ckpt  per seed, the actor with the highest validation return so far
+    summary.json         test evaluation of the best checkpoints, convergence, wall time
+
+`--resume` reloads last.ckpt, drops metric rows written after it and continues; the result
+equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dgpg import atomic, checkpoint
+from dgpg.envs.cloud import EnvConfig
+from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
+from dgpg.heuristics import best_fit_central
+from dgpg.learners.ppo import Runner, TrainConfig, init_runner, make_policy, make_train_episode
+
+METRIC_COLUMNS = (
+    "episode", "seed", "return", "imbalance", "overload", "drop_rate", "val_return",
+    "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm", "wall_seconds",
+)
+CONVERGENCE_WINDOW = 5
+CONVERGENCE_TOLERANCE = 0.10
+
+
+class RunError(Exception):
+    """A run cannot start or resume (bad folder, mismatched configuration)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What `dgpg train` was asked for."""
+
+    algo: str
+    n_agents: int
+    episodes: int
+    seed: int = 0
+    seeds: int = 1
+    alpha: float = 0.5
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(algo=self.algo, alpha=self.alpha)
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(n_agents=self.n_agents)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": dataclasses.asdict(self),
+                "train": dataclasses.asdict(self.train_config()),
+                "env": dataclasses.asdict(self.env_config())}
+
+
+def make_validator(config: TrainConfig, env_config: EnvConfig, seeds) -> Callable:
+    """Compiled `actor_params (stacked over K seeds) -> returns (K, len(seeds))`, greedy."""
+    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+
+    def one_seed(actor_params):
+        policy = make_policy(config, actor_params, greedy=True)
+        return jax.vmap(lambda k: jnp.sum(rollout(policy, k, env_config)["reward"]))(keys)
+
+    return jax.jit(jax.vmap(one_seed))
+
+
+def episodes_to_converge(val_returns: np.ndarray, reference: float) -> int | None:
+    """First episode (1-based count) after which the rolling mean of `val_returns` over
+    CONVERGENCE_WINDOW episodes stays within 10 % of `reference` (or better); None if never."""
+    if val_returns.size < CONVERGENCE_WINDOW:
+        return None
+    kernel = np.ones(CONVERGENCE_WINDOW) / CONVERGENCE_WINDOW
+    rolling = np.convolve(val_returns, kernel, mode="valid")  # rolling[i] ends at i + W - 1
+    ok = rolling >= reference - CONVERGENCE_TOLERANCE * abs(reference)
+    bad = np.nonzero(~ok)[0]
+    first_good = 0 if bad.size == 0 else bad[-1] + 1
+    if first_good >= rolling.size:
+        return None
+    return int(first_good + CONVERGENCE_WINDOW)
+
+
+def _where_seed(pick: np.ndarray, new: Any, old: Any) -> Any:
+    """Per seed (leading axis), `new` where `pick` else `old`."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(pick.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old
+    )
+
+
+def _read_metrics(path: Path, upto_episode: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if int(r["episode"]) <= upto_episode]
+
+
+def _check_folder(out: Path, run: RunConfig, resume: bool) -> None:
+    config_path = out / "config.json"
+    if resume:
+        if not config_path.exists():
+            raise RunError(f"nothing to resume in {out} (no config.json)")
+        try:
+            saved = json.loads(config_path.read_text())
+        except (OSError, ValueError):
+            raise RunError(f"cannot read {config_path}") from None
+        if saved.get("run") != dataclasses.asdict(run):
+            raise RunError(f"{out} holds a run with another configuration; give the same options")
+        return
+    if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
+        raise RunError(f"{out} already holds a run; use --resume or another --out")
+
+
+def train(
+    out: Path, run: RunConfig, resume: bool = False,
+    on_episode: Callable[[int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Train (or resume) the run in `out`; returns the summary (None if stopped early).
+
+    `on_episode(episode, stats)` is called after each episode (for progress display);
+    `stop_after` stops after that many episodes in total without a summary (for tests).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    _check_folder(out, run, resume)
+    tcfg, ecfg = run.train_config(), run.env_config()
+    K = run.seeds
+    seed_ids = [run.seed + i for i in range(K)]
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    if not resume:
+        atomic.write_json(out / "config.json", run.to_json())
+
+    keys = jnp.stack([jax.random.key(s) for s in seed_ids])
+    runners = jax.vmap(lambda k: init_runner(k, tcfg, ecfg))(keys)
+    best_val = np.full(K, -np.inf)
+    best_actor = runners.params["actor"]
+    wall_before = 0.0
+    rows: list[dict[str, Any]] = []
+    if resume and (ckpt_dir / "last.ckpt").exists():
+        meta, state = checkpoint.read(ckpt_dir / "last.ckpt")
+        template = {"runners": runners, "best_actor": best_actor}
+        restored = checkpoint.restore(template, state, ckpt_dir / "last.ckpt")
+        runners, best_actor = restored["runners"], restored["best_actor"]
+        best_val = np.asarray(meta["best_val"], dtype=np.float64)
+        wall_before = float(meta["wall_seconds"])
+        rows = _read_metrics(out / "metrics.csv", int(meta["episode"]))
+    start = int(np.asarray(runners.episode)[0])
+
+    train_episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg)))
+    validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
+    t0 = time.perf_counter() - wall_before
+    last = run.episodes if stop_after is None else min(run.episodes, stop_after)
+    for episode in range(start + 1, last + 1):
+        runners, metrics = train_episode(runners)
+        val = np.asarray(validate(runners.params["actor"]), dtype=np.float64).mean(axis=1)
+        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+        if not all(np.all(np.isfinite(v)) for v in metrics.values()):
+            raise RunError(f"non-finite loss or reward in episode {episode}; "
+                           "the last good checkpoint is kept")
+        improved = val > best_val
+        best_val = np.where(improved, val, best_val)
+        best_actor = _where_seed(improved, runners.params["actor"], best_actor)
+        wall = time.perf_counter() - t0
+        for i, s in enumerate(seed_ids):
+            row = {"episode": episode, "seed": s, "val_return": val[i], "wall_seconds": wall}
+            row.update({k: metrics[k][i] for k in METRIC_COLUMNS if k in metrics})
+            rows.append(row)
+        atomic.write_csv(out / "metrics.csv", rows, METRIC_COLUMNS)
+        meta = {"episode": episode, "best_val": best_val.tolist(), "wall_seconds": wall,
+                "config": run.to_json()}
+        checkpoint.save(ckpt_dir / "last.ckpt", {"runners": runners, "best_actor": best_actor},
+                        meta)
+        if improved.any():
+            checkpoint.save(ckpt_dir / "best.ckpt", {"actor": best_actor},
+                            {"episode": episode, "best_val": best_val.tolist(),
+                             "config": run.to_json()})
+        if on_episode is not None:
+            on_episode(episode, {"return": float(metrics["return"].mean()),
+                                 "val_return": float(val.mean()), "wall_seconds": wall})
+    if last < run.episodes:
+        return None
+    if start >= run.episodes and (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    return _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0)
+
+
+def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str, Any]:
+    """Test evaluation of the best checkpoints and the run's summary.json."""
+    per_seed = []
+    test_matrix = []
+    for i in range(run.seeds):
+        actor_i = jax.tree.map(lambda x, i=i: x[i], best_actor)
+        test = evaluate(make_policy(tcfg, actor_i, greedy=True), ecfg, TEST_SEEDS)["return"]
+        test_matrix.append(test)
+        per_seed.append({"seed": run.seed + i, "best_val_return": float(best_val[i]),
+                         "test_return": mean_ci(test)[0]})
+    test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
+    bfc_test = mean_ci(evaluate(best_fit_central, ecfg, TEST_SEEDS)["return"])[0]
+    bfc_val = mean_ci(evaluate(best_fit_central, ecfg, VALIDATION_SEEDS)["return"])[0]
+    val_curve = np.array([
+        np.mean([float(r["val_return"]) for r in rows if int(r["episode"]) == e])
+        for e in range(1, run.episodes + 1)
+    ])
+    summary = {
+        "algo": run.algo,
+        "n_agents": run.n_agents,
+        "episodes": run.episodes,
+        "alpha": run.train_config().guidance_weight,
+        "seeds": run.seeds,
+        "best_val_return": float(np.mean(best_val)),
+        "test_return": test_mean,
+        "test_return_ci": test_ci,
+        "episodes_to_converge": episodes_to_converge(val_curve, bfc_val),
+        "bestfit_central_val_return": bfc_val,
+        "bestfit_central_test_return": bfc_test,
+        "wall_seconds": time.perf_counter() - t0,
+        "per_seed": per_seed,
+    }
+    if not all(math.isfinite(v) for v in (test_mean, test_ci)):
+        raise RunError("test evaluation produced a non-finite return")
+    atomic.write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """Actor parameters (stacked over seeds) and the TrainConfig of a checkpoint or run folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    meta, state = checkpoint.read(path)
+    try:
+        run = RunConfig(**meta["config"]["run"])
+    except (KeyError, TypeError, ValueError):
+        raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration") \
+            from None
+    tcfg = run.train_config()
+    template_env = EnvConfig(n_agents=1)
+    keys = jnp.stack([jax.random.key(i) for i in range(run.seeds)])
+    template = jax.vmap(lambda k: init_runner(k, tcfg, template_env))(keys).params["actor"]
+    if "actor" in state:
+        actor = checkpoint.restore({"actor": template}, state, path)["actor"]
+    else:
+        runners: Runner = jax.vmap(lambda k: init_runner(k, tcfg, template_env))(keys)
+        restored = checkpoint.restore({"runners": runners, "best_actor": template}, state, path)
+        actor = restored["best_actor"]
+    return tcfg, actor, meta
