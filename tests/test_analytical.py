@@ -206,7 +206,7 @@ def _loss_fns(model):
 
 @pytest.mark.parametrize("n", [5, 20])
 def test_guidance_stationary_at_reference(n):
-    _, _, _, ref, (_, grad, logit_grad) = _setup(n)
+    _, _, _, ref, (loss, grad, logit_grad) = _setup(n)
     p = np.asarray(ref.probs)
     mask = np.asarray(ref.mask)
     g = np.asarray(grad(ref.probs, ref), np.float64) * mask.sum()  # per-job gradient
@@ -232,6 +232,13 @@ def test_guidance_stationary_at_reference(n):
     z_rand = jax.random.normal(jax.random.key(0), ref.probs.shape)
     gz_rand = np.asarray(logit_grad(z_rand, ref)) * mask.sum()
     assert np.abs(gz_rand[mask]).max() > 1e-2 * scale
+
+    # the loss is zero at the reference and, p* being its minimiser on the simplex, not below
+    # zero at any other policy
+    assert abs(float(loss(ref.probs, ref))) <= 1e-5
+    for seed in range(5):
+        z = 3.0 * jax.random.normal(jax.random.key(seed), ref.probs.shape)
+        assert float(loss(jax.nn.softmax(z, axis=-1), ref)) >= -1e-5
 
 
 @pytest.mark.parametrize("n", [5, 20])
