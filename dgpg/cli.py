@@ -208,6 +208,27 @@ def reproduce(
 
 
 @app.command()
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by dgpg train.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("curves.png"),
+    column: Annotated[
+        str, typer.Option("--column", help="metrics.csv column: val_return, return, ...")
+    ] = "val_return",
+) -> None:
+    """Plot learning curves of training runs (mean over seeds, min-max band)."""
+    from dgpg.experiments.curves import CurveError, plot_runs
+
+    if out.suffix.lower() != ".png":
+        raise CLIError(f"--out must name a .png file, got {str(out)!r}")
+    _output_dir(out.parent)
+    try:
+        plot_runs(list(runs), out, column)
+    except CurveError as e:
+        raise CLIError(str(e)) from None
+    console.print(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
+@app.command()
 def bench(
     agents: Annotated[
         str, typer.Option("--agents", help="Comma-separated N values.")

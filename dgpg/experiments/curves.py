@@ -1,0 +1,79 @@
+"""Learning curves of training runs: validation return per episode, mean over seeds with a band.
+
+Reads each run folder's metrics.csv and summary.json (for the best-fit-central reference line)
+and writes one PNG plus a CSV of the plotted numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dgpg import atomic  # noqa: E402
+
+
+class CurveError(Exception):
+    """A run folder is missing or unreadable."""
+
+
+def load_curve(run_dir: Path, column: str = "val_return") -> tuple[str, np.ndarray, dict]:
+    """(label, (episodes, seeds) array of `column`, summary dict or {}) of one run folder."""
+    metrics = run_dir / "metrics.csv"
+    try:
+        with metrics.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        config = json.loads((run_dir / "config.json").read_text())["run"]
+    except (OSError, ValueError, KeyError) as e:
+        raise CurveError(f"cannot read run folder {run_dir}: {e}") from None
+    if not rows or column not in rows[0]:
+        raise CurveError(f"{metrics} has no {column!r} values")
+    episodes = sorted({int(r["episode"]) for r in rows})
+    seeds = sorted({int(r["seed"]) for r in rows})
+    values = np.full((len(episodes), len(seeds)), np.nan)
+    for r in rows:
+        values[episodes.index(int(r["episode"])), seeds.index(int(r["seed"]))] = float(r[column])
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    label = config["algo"] if config["algo"] != "dgpg" else f"dgpg (alpha={config['alpha']})"
+    return f"{label}, N={config['n_agents']}", values, summary
+
+
+def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
+              title: str | None = None) -> None:
+    """Plot the runs' curves into `out_png` (and the numbers into the same name .csv)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    rows = []
+    reference = None
+    for i, run_dir in enumerate(run_dirs):
+        label, values, summary = load_curve(run_dir, column)
+        x = np.arange(1, values.shape[0] + 1)
+        mean = np.nanmean(values, axis=1)
+        lo, hi = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+        n_seeds = values.shape[1]
+        ax.plot(x, mean, color=f"C{i}", label=f"{label} ({n_seeds} seed{'s' * (n_seeds > 1)})")
+        if n_seeds > 1:
+            ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2)
+        rows += [{"run": str(run_dir), "label": label, "episode": int(e), "mean": float(m),
+                  "min": float(a), "max": float(b)}
+                 for e, m, a, b in zip(x, mean, lo, hi, strict=True)]
+        key = "bestfit_central_val_return" if column == "val_return" else None
+        if key and key in summary:
+            reference = summary[key]
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label="best-fit-central")
+    ax.set(xlabel="episode", ylabel=column.replace("_", " "),
+           title=title or "learning curves (greedy policy on the 10 validation scenarios)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    atomic.save_figure(out_png, fig)
+    plt.close(fig)
+    if rows:
+        atomic.write_csv(out_png.with_suffix(".csv"), rows, list(rows[0]))
