@@ -76,7 +76,7 @@ def train(
     """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json."""
     from dgpg.checkpoint import CheckpointError
     from dgpg.learners.ppo import ALGORITHMS
-    from dgpg.training import RunConfig, RunError
+    from dgpg.training import RunConfig, RunError, check_folder
     from dgpg.training import train as run_training
 
     if algo not in ALGORITHMS:
@@ -86,6 +86,10 @@ def train(
     run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
                     alpha=alpha)
     out = _output_dir(out)
+    try:
+        check_folder(out, run, resume)  # before the progress bar, so an error stays one line
+    except RunError as e:
+        raise CLIError(str(e)) from None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
                TimeElapsedColumn())

@@ -110,7 +110,8 @@ def _read_metrics(path: Path, upto_episode: int) -> list[dict[str, str]]:
     return [r for r in rows if int(r["episode"]) <= upto_episode]
 
 
-def _check_folder(out: Path, run: RunConfig, resume: bool) -> None:
+def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
+    """Raise RunError unless `out` can take `run`: empty for a new run, the same run for resume."""
     config_path = out / "config.json"
     if resume:
         if not config_path.exists():
@@ -137,7 +138,7 @@ def train(
     `stop_after` stops after that many episodes in total without a summary (for tests).
     """
     out.mkdir(parents=True, exist_ok=True)
-    _check_folder(out, run, resume)
+    check_folder(out, run, resume)
     tcfg, ecfg = run.train_config(), run.env_config()
     K = run.seeds
     seed_ids = [run.seed + i for i in range(K)]

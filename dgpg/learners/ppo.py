@@ -343,7 +343,7 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig):
         batch = {"traj": traj, "servers": servers, "context": context, "advantages": adv,
                  "targets": targets}
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-        aux["grad_norm"] = optax.global_norm(grads)
+        aux["grad_norm"] = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state, data, k), aux

@@ -1,0 +1,314 @@
+"""The PPO-family learner: GAE, the clipped surrogate, value normalisation, the guidance term,
+DG-PG at alpha = 0 against MAPPO, configuration checks and a learning smoke test."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dgpg.analytical import WaterFillingModel
+from dgpg.envs import cloud
+from dgpg.envs.cloud import EnvConfig
+from dgpg.evaluation import VALIDATION_SEEDS, evaluate
+from dgpg.heuristics import analytical
+from dgpg.learners.ppo import (
+    TrainConfig,
+    ValueNorm,
+    clipped_surrogate,
+    gae,
+    init_runner,
+    make_policy,
+    make_train_episode,
+)
+from dgpg.training import make_validator
+
+# One small configuration shared by the alpha = 0 test and the cheap learning test, so that the
+# DG-PG episode function is compiled once per session.
+SMALL_ENV = EnvConfig(n_agents=3, episode_steps=20)
+SMALL = {"hidden": 16, "update_epochs": 2, "num_minibatches": 2}
+
+
+@functools.cache
+def _train_fn(config: TrainConfig, env_config: EnvConfig):
+    return jax.jit(make_train_episode(config, env_config))
+
+
+def _plain(x) -> np.ndarray:
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+def _leaves_equal(a, b) -> bool:
+    """Same tree structure and every leaf exactly equal (PRNG keys by their key data)."""
+    if jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    return all(
+        np.array_equal(_plain(x), _plain(y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+# --------------------------------------------------------------------------- GAE
+
+
+def test_gae_hand_computed():
+    rewards = jnp.array([1.0, 0.0, 2.0])
+    values = jnp.array([0.5, 0.2, 0.1])
+    gamma, lam = 0.9, 0.8
+    adv, ret = gae(rewards, values, jnp.asarray(0.3), gamma, lam)
+    # delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V(s_3) = last_value = 0.3
+    d2 = 2.0 + 0.9 * 0.3 - 0.1  # 2.17
+    d1 = 0.0 + 0.9 * 0.1 - 0.2  # -0.11
+    d0 = 1.0 + 0.9 * 0.2 - 0.5  # 0.68
+    a2 = d2  # 2.17
+    a1 = d1 + 0.9 * 0.8 * a2  # 1.4524
+    a0 = d0 + 0.9 * 0.8 * a1  # 1.725728
+    np.testing.assert_allclose(np.asarray(adv), [a0, a1, a2], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(adv), [1.725728, 1.4524, 2.17], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ret), [a0 + 0.5, a1 + 0.2, a2 + 0.1], rtol=1e-6)
+
+
+def _gae_loop(rewards, values, last_value, gamma, lam):
+    """Plain Python GAE in float64; values (T,) or (T, N), rewards (T,)."""
+    rewards = np.asarray(rewards, np.float64)
+    values = np.asarray(values, np.float64)
+    T = len(rewards)
+    adv = np.zeros_like(values)
+    next_adv = np.zeros_like(values[0])
+    next_value = np.asarray(last_value, np.float64)
+    for t in reversed(range(T)):
+        delta = rewards[t] + gamma * next_value - values[t]
+        next_adv = delta + gamma * lam * next_adv
+        adv[t] = next_adv
+        next_value = values[t]
+    return adv, adv + values
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["central", "local"])
+def test_gae_matches_python_loop(local):
+    rng = np.random.default_rng(7)
+    T, N = 11, 4
+    rewards = rng.normal(size=T).astype(np.float32)
+    shape = (T, N) if local else (T,)
+    values = rng.normal(size=shape).astype(np.float32)
+    last_value = rng.normal(size=shape[1:]).astype(np.float32)
+    gamma, lam = 0.97, 0.9
+    adv, ret = gae(jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(last_value), gamma,
+                   lam)
+    want_adv, want_ret = _gae_loop(rewards, values, last_value, gamma, lam)
+    assert adv.shape == shape and ret.shape == shape
+    np.testing.assert_allclose(np.asarray(adv), want_adv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ret), want_ret, rtol=1e-5, atol=1e-5)
+    if local:
+        # the team reward is shared: column n equals GAE on (rewards, values[:, n])
+        for n in range(N):
+            col, _ = gae(jnp.asarray(rewards), jnp.asarray(values[:, n]),
+                         jnp.asarray(last_value[n]), gamma, lam)
+            np.testing.assert_allclose(np.asarray(adv[:, n]), np.asarray(col), rtol=1e-6,
+                                       atol=1e-6)
+
+
+# --------------------------------------------------------------------------- surrogate
+
+
+def test_clipped_surrogate_hand_computed():
+    clip = 0.2
+    ratios = np.array([1.1, 1.5, 0.5, 1.5, 0.5, 3.0])
+    adv = np.array([2.0, 1.0, 1.0, -1.0, -2.0, 100.0])
+    mask = np.array([True, True, True, True, True, False])
+    old = np.array([-1.0, -0.3, -2.0, -0.7, -1.2, -0.5])
+    new = old + np.log(ratios)
+    # per entry min(r A, clip(r, 0.8, 1.2) A):
+    expected_terms = [
+        1.1 * 2.0,  # inside the clip range: r A = 2.2
+        1.2 * 1.0,  # r > 1 + eps, A > 0: clipped, 1.2
+        0.5 * 1.0,  # r < 1 - eps, A > 0: unclipped (smaller), 0.5
+        1.5 * -1.0,  # r > 1 + eps, A < 0: unclipped (smaller), -1.5
+        0.8 * -2.0,  # r < 1 - eps, A < 0: clipped, -1.6
+    ]  # the sixth entry (r = 3, A = 100) is masked out
+    expected = -sum(expected_terms) / 5  # -0.16
+    got = clipped_surrogate(jnp.asarray(new, jnp.float32), jnp.asarray(old, jnp.float32),
+                            jnp.asarray(adv, jnp.float32), clip, jnp.asarray(mask))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(got), -0.16, rtol=1e-5)
+    # with the mask lifted, the sixth entry counts: min(300, 120) = 120
+    got_all = clipped_surrogate(jnp.asarray(new, jnp.float32), jnp.asarray(old, jnp.float32),
+                                jnp.asarray(adv, jnp.float32), clip, jnp.ones(6, bool))
+    np.testing.assert_allclose(float(got_all), -(sum(expected_terms) + 120.0) / 6, rtol=1e-5)
+    # nothing present: zero, not NaN
+    none = clipped_surrogate(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv), clip,
+                             jnp.zeros(6, bool))
+    assert float(none) == 0.0
+
+
+# --------------------------------------------------------------------------- value norm
+
+
+def test_value_norm_running_statistics():
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(5.0, 2.0, size=40).astype(np.float32)
+    x2 = rng.normal(-3.0, 0.5, size=(6, 5)).astype(np.float32)
+    vn = ValueNorm.create().update(jnp.asarray(x1)).update(jnp.asarray(x2))
+    both = np.concatenate([x1, x2.ravel()]).astype(np.float64)
+    np.testing.assert_allclose(float(vn.mean), both.mean(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(float(vn.var), both.var(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(float(vn.count), both.size + 1e-4, rtol=1e-6)
+    # normalising the data with its statistics standardises it; denormalize inverts normalize
+    z = np.asarray(vn.normalize(jnp.asarray(both, jnp.float32)), np.float64)
+    assert abs(z.mean()) < 1e-3 and abs(z.std() - 1.0) < 1e-3
+    y = jnp.asarray(rng.normal(size=17), jnp.float32)
+    np.testing.assert_allclose(np.asarray(vn.denormalize(vn.normalize(y))), np.asarray(y),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(vn.normalize(vn.denormalize(y))), np.asarray(y),
+                               rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- guidance
+
+
+@pytest.fixture(scope="module")
+def guidance_setup():
+    cfg = EnvConfig(n_agents=4, episode_steps=10)
+    state = jax.jit(cloud.reset, static_argnums=1)(jax.random.key(5), cfg)
+    model = WaterFillingModel(cfg)
+    ref = jax.jit(model.reference)(state)
+    assert int(np.sum(np.asarray(ref.mask))) >= 3  # jobs present
+    return cfg, model, ref, jax.jit(model.guidance_loss), jax.jit(jax.grad(model.guidance_loss))
+
+
+def test_guidance_gradient_matches_finite_differences(guidance_setup):
+    _, _, ref, loss, grad = guidance_setup
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(1), ref.probs.shape), axis=-1)
+    g = np.asarray(grad(probs, ref), np.float64)
+    mask = np.asarray(ref.mask)
+    assert np.all(g[~mask] == 0.0)  # absent job slots get no gradient
+    scale = np.abs(g).max()
+    assert scale > 0
+    eps = 1e-2
+    checked = 0
+    for idx in np.ndindex(*g.shape):
+        if abs(g[idx]) < 0.05 * scale:
+            continue
+        up = float(loss(probs.at[idx].add(eps), ref))
+        down = float(loss(probs.at[idx].add(-eps), ref))
+        fd = (up - down) / (2 * eps)
+        np.testing.assert_allclose(fd, g[idx], rtol=2e-2, err_msg=str(idx))
+        checked += 1
+    assert checked >= 10
+
+
+def test_guidance_zero_at_reference_positive_at_uniform(guidance_setup):
+    cfg, _, ref, loss, _ = guidance_setup
+    assert float(loss(ref.probs, ref)) == 0.0
+    uniform = jnp.full(ref.probs.shape, 1.0 / cfg.n_candidates)
+    assert float(loss(uniform, ref)) > 1e-4
+
+
+# --------------------------------------------------------------------------- DG-PG vs MAPPO
+
+
+def test_alpha_zero_is_mappo_bit_for_bit():
+    dg0 = TrainConfig(algo="dgpg", alpha=0.0, **SMALL)
+    mappo = TrainConfig(algo="mappo", **SMALL)
+    dg_half = TrainConfig(algo="dgpg", alpha=0.5, **SMALL)
+    key = jax.random.key(0)
+    runners = {c: init_runner(key, c, SMALL_ENV) for c in (dg0, mappo, dg_half)}
+    assert _leaves_equal(runners[dg0], runners[mappo])
+    assert _leaves_equal(runners[dg0], runners[dg_half])
+    out = {c: _train_fn(c, SMALL_ENV)(runners[c]) for c in (dg0, mappo, dg_half)}
+
+    (r0, m0), (rm, mm), (rh, mh) = out[dg0], out[mappo], out[dg_half]
+    for name in ("actor", "critic"):
+        assert _leaves_equal(r0.params[name], rm.params[name]), name
+    assert _leaves_equal(r0.opt_state, rm.opt_state)
+    assert _leaves_equal(r0.value_norm, rm.value_norm)
+    for k in ("return", "policy_loss", "value_loss", "entropy", "grad_norm"):
+        assert np.array_equal(np.asarray(m0[k]), np.asarray(mm[k])), k
+    # the guidance is computed at alpha = 0 (just weighted 0), and absent for MAPPO
+    assert float(m0["guidance_loss"]) > 0.0
+    assert float(mm["guidance_loss"]) == 0.0
+    # the parameters moved, and alpha = 0.5 moves the actor elsewhere
+    assert not _leaves_equal(r0.params["actor"], runners[dg0].params["actor"])
+    assert not _leaves_equal(rh.params["actor"], r0.params["actor"])
+    # same roll-out (same key, same initial policy), different update
+    assert np.array_equal(np.asarray(mh["return"]), np.asarray(m0["return"]))
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"algo": "nope"}, {"algo": "MAPPO"}, {"alpha": -0.1}, {"alpha": 1.5},
+     {"alpha": float("nan")}, {"alpha": float("inf")}, {"alpha": "0.5"}],
+)
+def test_train_config_rejects(kwargs):
+    with pytest.raises(ValueError):
+        TrainConfig(**kwargs)
+
+
+def test_guidance_weight():
+    assert TrainConfig(algo="dgpg", alpha=0.7).guidance_weight == 0.7
+    assert TrainConfig(algo="dgpg", alpha=0.0).guidance_weight == 0.0
+    assert TrainConfig(algo="dgpg", alpha=1.0).guidance_weight == 1.0
+    assert TrainConfig(algo="mappo", alpha=0.7).guidance_weight == 0.0
+    assert TrainConfig(algo="ippo", alpha=0.7).guidance_weight == 0.0
+    assert TrainConfig(algo="ippo").central_critic is False
+    assert TrainConfig(algo="mappo").central_critic is True
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def _train(config, env_config, episodes, seed=0):
+    train_episode = _train_fn(config, env_config)
+    runner = init_runner(jax.random.key(seed), config, env_config)
+    initial = runner.params["actor"]
+    for _ in range(episodes):
+        runner, metrics = train_episode(runner)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert int(runner.episode) == episodes
+    return initial, runner.params["actor"]
+
+
+def _analytical_return(env_config, seeds) -> float:
+    return float(evaluate(analytical, env_config, seeds)["return"].mean())
+
+
+def test_dgpg_learns_small():
+    """Cheap variant of the smoke test (N = 3, 20-step episodes, small network, 10 episodes):
+    the greedy policy beats the initial one and comes within 10 % of `analytical`."""
+    config = TrainConfig(algo="dgpg", alpha=0.5, **SMALL)
+    initial, final = _train(config, SMALL_ENV, episodes=10)
+    validate = make_validator(config, SMALL_ENV, VALIDATION_SEEDS)  # one compile, both actors
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), initial, final)
+    init_ret, final_ret = np.asarray(validate(stacked), np.float64).mean(axis=1)
+    ref = _analytical_return(SMALL_ENV, VALIDATION_SEEDS)
+    assert final_ret > init_ret, (final_ret, init_ret)
+    assert final_ret >= ref - 0.1 * abs(ref), (final_ret, ref)
+
+
+@pytest.mark.slow
+def test_dgpg_learns_n5():
+    """DG-PG at N = 5 with the default configurations, 20 episodes from seed 0: the final greedy
+    policy is within 10 % of the `analytical` heuristic on the validation scenarios and beats the
+    initial policy. About 2 minutes on 2 CPU cores, mostly compilation."""
+    t0 = time.perf_counter()
+    env_config, config = EnvConfig(n_agents=5), TrainConfig()
+    assert config.algo == "dgpg"
+    initial, final = _train(config, env_config, episodes=20)
+    final_ret = evaluate(make_policy(config, final, greedy=True), env_config,
+                         VALIDATION_SEEDS)["return"].mean()
+    init_ret = evaluate(make_policy(config, initial, greedy=True), env_config,
+                        VALIDATION_SEEDS)["return"].mean()
+    ref = _analytical_return(env_config, VALIDATION_SEEDS)
+    print(f"N=5: final {final_ret:.3f}, initial {init_ret:.3f}, analytical {ref:.3f}, "
+          f"{time.perf_counter() - t0:.1f} s")
+    assert final_ret > init_ret
+    assert final_ret >= ref - 0.1 * abs(ref)

@@ -1,0 +1,378 @@
+"""Training runs (`dgpg train`): determinism, resume, several seeds, refusing to overwrite a run,
+checkpoints and their corruption, convergence counting, and the CLI's handling of bad input.
+
+For speed, the module trains with 2 update epochs of 2 minibatches (RunConfig.train_config is
+monkeypatched; the network keeps its default width so the CLI can load a checkpoint in a
+subprocess) and tests on the first 10 test scenarios. Every run has the same shapes (N = 2,
+2 seeds), and a persistent compilation cache in a temporary folder lets later runs (and the CLI
+subprocess) reuse the first run's compiled functions: each `train` call builds new jitted
+closures, so without it every run would compile everything again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from dgpg import checkpoint, training
+from dgpg.checkpoint import CheckpointError
+from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS
+from dgpg.learners.ppo import TrainConfig
+from dgpg.training import (
+    CONVERGENCE_WINDOW,
+    METRIC_COLUMNS,
+    RunConfig,
+    RunError,
+    episodes_to_converge,
+    load_actor,
+    make_validator,
+    train,
+)
+
+EPISODES = 4
+RUN = RunConfig(algo="dgpg", n_agents=2, episodes=EPISODES, seed=0, seeds=2, alpha=0.5)
+N_TEST = 10
+CLI_TIMEOUT = 300
+
+
+def _small_train(self: RunConfig) -> TrainConfig:
+    return TrainConfig(algo=self.algo, alpha=self.alpha, update_epochs=2, num_minibatches=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_cache(tmp_path_factory):
+    """Small configurations and a persistent compilation cache for this module only; yields the
+    cache folder."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    saved = {name: getattr(jax.config, name) for name in names}
+    cache = tmp_path_factory.mktemp("jax_cache")
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RunConfig, "train_config", _small_train)
+        mp.setattr(training, "TEST_SEEDS", TEST_SEEDS[:N_TEST])
+        yield cache
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def ref_run(tmp_path_factory):
+    """An uninterrupted run of RUN: (folder, summary)."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    summary = train(out, RUN)
+    return out, summary
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with (path / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _without_wall(rows):
+    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dgpg.cli", *args], capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT, cwd=cwd)
+
+
+def _assert_one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dgpg: error:"), proc.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_run_writes_one_row_per_episode_and_seed(ref_run):
+    out, summary = ref_run
+    with (out / "metrics.csv").open(newline="") as f:
+        assert next(csv.reader(f)) == list(METRIC_COLUMNS)
+    rows = _rows(out)
+    assert [(int(r["episode"]), int(r["seed"])) for r in rows] == [
+        (e, s) for e in range(1, EPISODES + 1) for s in (0, 1)
+    ]
+    for r in rows:
+        for k in METRIC_COLUMNS:
+            assert np.isfinite(float(r[k])), (k, r)
+    # the two seeds are different runs
+    assert [r["return"] for r in rows[0::2]] != [r["return"] for r in rows[1::2]]
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.csv", "checkpoints",
+                                               "summary.json"}
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"last.ckpt", "best.ckpt"}
+
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == 2 and summary["episodes"] == EPISODES
+    assert summary["algo"] == "dgpg" and summary["alpha"] == 0.5
+    assert [s["seed"] for s in summary["per_seed"]] == [0, 1]
+    for s in summary["per_seed"]:
+        assert np.isfinite(s["test_return"])
+        best = max(float(r["val_return"]) for r in rows if int(r["seed"]) == s["seed"])
+        assert s["best_val_return"] == pytest.approx(best, rel=1e-9)
+    assert summary["test_return"] == pytest.approx(
+        np.mean([s["test_return"] for s in summary["per_seed"]]), rel=1e-6)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
+                            "seeds": 2, "alpha": 0.5}
+    assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
+
+
+def test_same_config_gives_identical_run(ref_run, tmp_path):
+    out, summary = ref_run
+    again = train(tmp_path / "again", RUN)
+    assert _without_wall(_rows(tmp_path / "again")) == _without_wall(_rows(out))
+    drop = {"wall_seconds"}
+    assert {k: v for k, v in again.items() if k not in drop} == {
+        k: v for k, v in summary.items() if k not in drop}
+    # the best checkpoint holds no wall time: byte for byte the same
+    assert ((tmp_path / "again" / "checkpoints" / "best.ckpt").read_bytes()
+            == (out / "checkpoints" / "best.ckpt").read_bytes())
+
+
+def test_resume_equals_uninterrupted_run(ref_run, tmp_path):
+    out, summary = ref_run
+    run_dir = tmp_path / "resumed"
+    assert train(run_dir, RUN, stop_after=2) is None
+    rows = _rows(run_dir)
+    assert [(int(r["episode"]), int(r["seed"])) for r in rows] == [(1, 0), (1, 1), (2, 0),
+                                                                   (2, 1)]
+    assert not (run_dir / "summary.json").exists()
+    # a crash after writing episode 3's metrics but before its checkpoint: the row is dropped
+    with (run_dir / "metrics.csv").open("a", newline="") as f:
+        f.write("3,0," + ",".join(["-1.0"] * (len(METRIC_COLUMNS) - 2)) + "\n")
+
+    resumed = train(run_dir, RUN, resume=True)
+    assert _without_wall(_rows(run_dir)) == _without_wall(_rows(out))
+    assert resumed["test_return"] == summary["test_return"]
+    assert resumed["per_seed"] == summary["per_seed"]
+    assert resumed["episodes_to_converge"] == summary["episodes_to_converge"]
+    # resuming a finished run changes nothing and returns its summary
+    before = _snapshot(run_dir)
+    assert train(run_dir, RUN, resume=True) == resumed
+    assert _snapshot(run_dir) == before
+
+
+def test_refuses_to_overwrite_a_run(ref_run, tmp_path):
+    out, _ = ref_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _snapshot(copy)
+    with pytest.raises(RunError, match="already holds a run"):
+        train(copy, RUN)
+    assert _snapshot(copy) == before
+    for other in (RunConfig("dgpg", 2, EPISODES, seeds=2, alpha=0.3),
+                  RunConfig("mappo", 2, EPISODES, seeds=2),
+                  RunConfig("dgpg", 2, EPISODES, seeds=1),
+                  RunConfig("dgpg", 3, EPISODES, seeds=2)):
+        with pytest.raises(RunError, match="another configuration"):
+            train(copy, other, resume=True)
+        assert _snapshot(copy) == before
+    with pytest.raises(RunError, match="nothing to resume"):
+        train(tmp_path / "empty", RUN, resume=True)
+    # a folder holding only metrics.csv is also a run
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "metrics.csv").write_bytes(b"episode,seed\n1,0\n")
+    with pytest.raises(RunError):
+        train(partial, RUN)
+    assert _snapshot(partial) == {"metrics.csv": b"episode,seed\n1,0\n"}
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_load_actor_restores_the_best_actor(ref_run):
+    out, summary = ref_run
+    tcfg, actor, meta = load_actor(out)
+    assert tcfg == RUN.train_config()
+    assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(actor))
+    assert meta["config"]["run"]["algo"] == "dgpg"
+    # the restored actors have exactly the validation returns recorded for them
+    validate = make_validator(tcfg, RUN.env_config(), VALIDATION_SEEDS)
+    val = np.asarray(validate(actor), np.float64).mean(axis=1)
+    np.testing.assert_allclose(val, meta["best_val"], rtol=1e-6)
+    np.testing.assert_allclose(val, [s["best_val_return"] for s in summary["per_seed"]],
+                               rtol=1e-6)
+    # last.ckpt (the resume state) holds the same best actor
+    _, from_last, _ = load_actor(out / "checkpoints" / "last.ckpt")
+    for a, b in zip(jax.tree.leaves(actor), jax.tree.leaves(from_last), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _corrupt(kind: str, good: bytes, path: Path) -> Path:
+    header_end = good.index(b"\n", len(checkpoint.MAGIC)) + 1
+    if kind == "missing":
+        return path.parent / "does-not-exist.ckpt"
+    if kind == "truncated":
+        path.write_bytes(good[: header_end + (len(good) - header_end) // 2])
+    elif kind == "truncated_header":
+        path.write_bytes(good[: header_end - 10])
+    elif kind == "flipped":
+        data = bytearray(good)
+        i = header_end + (len(good) - header_end) // 3
+        data[i] ^= 0x01
+        path.write_bytes(bytes(data))
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(len(good)))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("truncated", "checksum"), ("truncated_header", "corrupt"), ("flipped", "checksum"),
+     ("random", "not a dgpg checkpoint"), ("empty", "not a dgpg checkpoint"),
+     ("missing", "not found")],
+)
+def test_corrupt_checkpoint_raises(ref_run, tmp_path, kind, message):
+    out, _ = ref_run
+    good = (out / "checkpoints" / "best.ckpt").read_bytes()
+    bad = _corrupt(kind, good, tmp_path / "bad.ckpt")
+    for load in (checkpoint.read, load_actor):
+        with pytest.raises(CheckpointError, match=message) as info:
+            load(bad)
+        assert str(bad) in str(info.value)
+
+
+def test_checkpoint_of_another_model_raises(tmp_path):
+    meta = {"config": RUN.to_json()}
+    wrong_tree = tmp_path / "wrong_tree.ckpt"
+    checkpoint.save(wrong_tree, {"actor": {"params": {"w": np.zeros(3, np.float32)}}}, meta)
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_actor(wrong_tree)
+    no_config = tmp_path / "no_config.ckpt"
+    checkpoint.save(no_config, {"actor": {"w": np.zeros(3, np.float32)}}, {"episode": 1})
+    with pytest.raises(CheckpointError, match="no valid run configuration"):
+        load_actor(no_config)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_actor(tmp_path)  # a folder without checkpoints/best.ckpt
+
+
+def test_cli_evaluate_bad_checkpoint(ref_run, tmp_path):
+    out, _ = ref_run
+    bad = _corrupt("flipped", (out / "checkpoints" / "best.ckpt").read_bytes(),
+                   tmp_path / "bad.ckpt")
+    line = _assert_one_error_line(_cli("evaluate", "--agents", "3", "--checkpoint", str(bad)))
+    assert "checksum" in line and str(bad) in line
+
+
+def test_cli_evaluate_checkpoint(ref_run, jax_cache):
+    """`dgpg evaluate --checkpoint RUN_DIR` on the run's own N and test scenarios reproduces the
+    summary's per-seed test returns (and reuses the run's compiled evaluation via the cache)."""
+    out, summary = ref_run
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dgpg.cli", "evaluate", "--agents", str(RUN.n_agents),
+         "--scenarios", str(N_TEST), "--checkpoint", str(out), "--json"],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = json.loads(proc.stdout)
+    assert [r["policy"] for r in records] == ["dgpg (seed 0)", "dgpg (seed 1)"]
+    for r, s in zip(records, summary["per_seed"], strict=True):
+        assert r["n_agents"] == RUN.n_agents and r["scenarios"] == N_TEST
+        assert r["return"]["mean"] == pytest.approx(s["test_return"], rel=1e-6)
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def test_episodes_to_converge():
+    ref = -10.0  # within 10 %: rolling mean >= -11
+    W = CONVERGENCE_WINDOW
+    assert W == 5
+    assert episodes_to_converge(np.full(30, -20.0), ref) is None  # never
+    assert episodes_to_converge(np.full(W - 1, -1.0), ref) is None  # too short
+    assert episodes_to_converge(np.array([]), ref) is None
+    assert episodes_to_converge(np.full(W, -10.5), ref) == W  # good from the first window
+    assert episodes_to_converge(np.full(W, -5.0), ref) == W  # better than the reference
+    # bad for 7 episodes, then at the reference: the first all-good window is episodes 8..12
+    curve = np.array([-30.0] * 7 + [-10.0] * 10)
+    assert episodes_to_converge(curve, ref) == 12
+    # a later dip restarts the count: the last bad window decides
+    dip = np.array([-10.0] * 10 + [-40.0] + [-10.0] * 10)
+    assert episodes_to_converge(dip, ref) == 16
+    # ends bad: not converged, even though it was good before
+    assert episodes_to_converge(np.array([-10.0] * 10 + [-40.0] * 3), ref) is None
+    # good only in the very last window
+    assert episodes_to_converge(np.array([-30.0] * 6 + [-10.0] * 5), ref) == 11
+    # positive reference: within 10 % below it
+    assert episodes_to_converge(np.full(8, 9.05), 10.0) == W
+    assert episodes_to_converge(np.full(8, 8.95), 10.0) is None
+
+
+# --------------------------------------------------------------------------- CLI bad input
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--algo", "nope"],
+        ["train", "--alpha", "1.5"],
+        ["train", "--alpha", "nan"],
+        ["train", "--alpha", "-0.1"],
+        ["train", "--agents", "0"],
+        ["train", "--episodes", "-1"],
+        ["train", "--seeds", "0"],
+    ],
+    ids=lambda a: " ".join(a[1:]),
+)
+def test_cli_train_bad_input(tmp_path, args):
+    out = tmp_path / "out"
+    out.mkdir()
+    known = b"episode,seed\n1,0\n"
+    (out / "metrics.csv").write_bytes(known)
+    _assert_one_error_line(_cli(*args, "--out", str(out), cwd=tmp_path))
+    assert _snapshot(out) == {"metrics.csv": known}
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # nothing written elsewhere (runs/default)
+
+
+def test_cli_evaluate_missing_checkpoint(tmp_path):
+    missing = tmp_path / "nonexistent"
+    line = _assert_one_error_line(_cli("evaluate", "--agents", "3", "--checkpoint",
+                                       str(missing)))
+    assert "not found" in line and str(missing) in line
+    line = _assert_one_error_line(_cli("evaluate", "--agents", "3", "--checkpoint",
+                                       "/nonexistent"))
+    assert "/nonexistent" in line
+
+
+def test_cli_train_into_existing_run_is_one_line(tmp_path):
+    """Valid options but an occupied --out: refused before any training, with one line."""
+    out = tmp_path / "out"
+    out.mkdir()
+    known = b"episode,seed\n1,0\n"
+    (out / "metrics.csv").write_bytes(known)
+    line = _assert_one_error_line(_cli("train", "--agents", "2", "--episodes", "1", "--out",
+                                       str(out)))
+    assert "already holds a run" in line
+    assert _snapshot(out) == {"metrics.csv": known}
