@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,7 +98,7 @@ def test_sample_jobs_seeded():
 # --------------------------------------------------------------------------- arrivals
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames="noise")  # rates are static config floats
 def _arrival_series(key, ts, phase, rate_multiplier, noise):
     """Arrivals (T, N) at the times `ts` under the default config's rate, period, amplitude."""
     keys = jax.random.split(key, ts.shape[0])
