@@ -9,8 +9,12 @@ output folder
     checkpoints/best.ckpt  per seed, the actor with the highest validation return so far
     summary.json         test evaluation of the best checkpoints, convergence, wall time
 
-`--resume` reloads last.ckpt, drops metric rows written after it and continues; the result
-equals an uninterrupted run.
+Every file is written atomically (dgpg.atomic). Within an episode last.ckpt is written last: it
+is the commit point. A run killed at any moment leaves the files of its last committed episode
+(and perhaps metrics rows or a best.ckpt of the next one, which a resume recomputes
+identically); `--resume` reloads last.ckpt, drops metric rows written after it and continues, and
+the result equals an uninterrupted run. A non-finite loss, reward or parameter stops the run
+before anything of that episode is written.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from dgpg import atomic, checkpoint
 from dgpg.envs.cloud import EnvConfig
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.heuristics import best_fit_central
-from dgpg.learners.ppo import Runner, TrainConfig, init_runner, make_policy, make_train_episode
+from dgpg.learners.ppo import (
+    ALGORITHMS,
+    Runner,
+    TrainConfig,
+    init_runner,
+    make_policy,
+    make_train_episode,
+)
 
 METRIC_COLUMNS = (
     "episode", "seed", "return", "imbalance", "overload", "drop_rate", "val_return",
@@ -43,7 +54,7 @@ CONVERGENCE_TOLERANCE = 0.10
 
 
 class RunError(Exception):
-    """A run cannot start or resume (bad folder, mismatched configuration)."""
+    """A run cannot start or resume (bad folder, mismatched configuration), or it diverged."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +67,20 @@ class RunConfig:
     seed: int = 0
     seeds: int = 1
     alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algo!r:.40}; known: {', '.join(ALGORITHMS)}")
+        limits = {"n_agents": (1, 100_000), "episodes": (1, 1_000_000), "seed": (0, 2**31 - 1),
+                  "seeds": (1, 64)}
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | np.integer)
+                    or not lo <= value <= hi):
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
+        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float | np.floating)
+                or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
+            raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(algo=self.algo, alpha=self.alpha)
@@ -102,12 +127,36 @@ def _where_seed(pick: np.ndarray, new: Any, old: Any) -> Any:
     )
 
 
-def _read_metrics(path: Path, upto_episode: int) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r for r in rows if int(r["episode"]) <= upto_episode]
+def _read_metrics(path: Path, upto_episode: int, seeds: list[int]) -> list[dict[str, str]]:
+    """The rows of metrics.csv up to `upto_episode` (rows written after the checkpoint are
+    dropped); RunError unless they are exactly one row per episode and seed."""
+    rows = []
+    if path.exists():
+        try:
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["episode"]) <= upto_episode]
+            found = [(int(r["episode"]), int(r["seed"])) for r in rows]
+        except (OSError, ValueError, KeyError, TypeError, csv.Error):
+            raise RunError(f"cannot read {path}; it is not a metrics file of dgpg") from None
+    else:
+        found = []
+    if found != [(e, s) for e in range(1, upto_episode + 1) for s in seeds]:
+        raise RunError(f"{path} does not hold every episode up to the checkpoint's "
+                       f"{upto_episode}; the run cannot be resumed")
+    return rows
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files left by atomic writes of a killed run (`.NAME.*.tmp`)."""
+    names = ("config.json", "metrics.csv", "summary.json", "last.ckpt", "best.ckpt")
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _all_finite(tree: Any) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(x.dtype, jnp.floating))
 
 
 def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
@@ -120,6 +169,8 @@ def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
             saved = json.loads(config_path.read_text())
         except (OSError, ValueError):
             raise RunError(f"cannot read {config_path}") from None
+        if not isinstance(saved, dict):
+            raise RunError(f"{config_path} is not a dgpg run configuration")
         if saved.get("run") != dataclasses.asdict(run):
             raise RunError(f"{out} holds a run with another configuration; give the same options")
         return
@@ -137,15 +188,27 @@ def train(
     `on_episode(episode, stats)` is called after each episode (for progress display);
     `stop_after` stops after that many episodes in total without a summary (for tests).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if not isinstance(run, RunConfig):
+        raise TypeError(f"run must be a RunConfig, got {type(run).__name__}")
     check_folder(out, run, resume)
+    out.mkdir(parents=True, exist_ok=True)
     tcfg, ecfg = run.train_config(), run.env_config()
     K = run.seeds
     seed_ids = [run.seed + i for i in range(K)]
     ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
     if not resume:
-        atomic.write_json(out / "config.json", run.to_json())
+        atomic.write_json(out / "config.json", run.to_json())  # first: marks the folder a run
+    ckpt_dir.mkdir(exist_ok=True)
+    _remove_stale_temporaries(out)
+    _remove_stale_temporaries(ckpt_dir)
+
+    resuming = resume and (ckpt_dir / "last.ckpt").exists()
+    if resuming:  # verify the checkpoint before any work
+        meta, state = checkpoint.read(ckpt_dir / "last.ckpt")
+        saved = meta.get("config")
+        if not isinstance(saved, dict) or saved.get("run") != dataclasses.asdict(run):
+            raise RunError(f"{ckpt_dir / 'last.ckpt'} belongs to another run configuration")
 
     keys = jnp.stack([jax.random.key(s) for s in seed_ids])
     runners = jax.vmap(lambda k: init_runner(k, tcfg, ecfg))(keys)
@@ -153,15 +216,22 @@ def train(
     best_actor = runners.params["actor"]
     wall_before = 0.0
     rows: list[dict[str, Any]] = []
-    if resume and (ckpt_dir / "last.ckpt").exists():
-        meta, state = checkpoint.read(ckpt_dir / "last.ckpt")
+    if resuming:
         template = {"runners": runners, "best_actor": best_actor}
         restored = checkpoint.restore(template, state, ckpt_dir / "last.ckpt")
         runners, best_actor = restored["runners"], restored["best_actor"]
-        best_val = np.asarray(meta["best_val"], dtype=np.float64)
-        wall_before = float(meta["wall_seconds"])
-        rows = _read_metrics(out / "metrics.csv", int(meta["episode"]))
+        try:
+            best_val = np.asarray(meta["best_val"], dtype=np.float64).reshape(K)
+            wall_before = float(meta["wall_seconds"])
+            rows = _read_metrics(out / "metrics.csv", int(meta["episode"]), seed_ids)
+        except (KeyError, TypeError, ValueError):
+            raise checkpoint.CheckpointError(
+                f"checkpoint {ckpt_dir / 'last.ckpt'} has no valid training state") from None
     start = int(np.asarray(runners.episode)[0])
+    if resuming and start != meta["episode"]:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {ckpt_dir / 'last.ckpt'} is inconsistent (episode {meta['episode']!r:.20}"
+            f" in its header, {start} in its state)")
 
     train_episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg)))
     validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
@@ -171,9 +241,14 @@ def train(
         runners, metrics = train_episode(runners)
         val = np.asarray(validate(runners.params["actor"]), dtype=np.float64).mean(axis=1)
         metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
-        if not all(np.all(np.isfinite(v)) for v in metrics.values()):
-            raise RunError(f"non-finite loss or reward in episode {episode}; "
-                           "the last good checkpoint is kept")
+        bad = sorted(k for k, v in {**metrics, "val_return": val}.items()
+                     if not np.all(np.isfinite(v)))
+        if bad or not _all_finite(runners.params):
+            what = ", ".join(bad) if bad else "network parameters"
+            kept = (f"the last good checkpoint (episode {episode - 1}) is kept"
+                    if episode > 1 else "no checkpoint was written")
+            raise RunError(f"training diverged in episode {episode}: non-finite {what}; "
+                           f"stopped, {kept}")
         improved = val > best_val
         best_val = np.where(improved, val, best_val)
         best_actor = _where_seed(improved, runners.params["actor"], best_actor)
@@ -182,15 +257,17 @@ def train(
             row = {"episode": episode, "seed": s, "val_return": val[i], "wall_seconds": wall}
             row.update({k: metrics[k][i] for k in METRIC_COLUMNS if k in metrics})
             rows.append(row)
+        # last.ckpt goes last: it commits the episode. A kill before it leaves the previous
+        # episode's checkpoint, and the resumed run rewrites these files identically.
         atomic.write_csv(out / "metrics.csv", rows, METRIC_COLUMNS)
-        meta = {"episode": episode, "best_val": best_val.tolist(), "wall_seconds": wall,
-                "config": run.to_json()}
-        checkpoint.save(ckpt_dir / "last.ckpt", {"runners": runners, "best_actor": best_actor},
-                        meta)
         if improved.any():
             checkpoint.save(ckpt_dir / "best.ckpt", {"actor": best_actor},
                             {"episode": episode, "best_val": best_val.tolist(),
                              "config": run.to_json()})
+        meta = {"episode": episode, "best_val": best_val.tolist(), "wall_seconds": wall,
+                "config": run.to_json()}
+        checkpoint.save(ckpt_dir / "last.ckpt", {"runners": runners, "best_actor": best_actor},
+                        meta)
         if on_episode is not None:
             on_episode(episode, {"return": float(metrics["return"].mean()),
                                  "val_return": float(val.mean()), "wall_seconds": wall})

@@ -99,8 +99,8 @@ class EnvConfig:
                 raise ValueError(f"{name} must be a finite number, got {_show(value)}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {_show(value)}")
-        if not 0 < self.tide_period <= 1e9:
-            raise ValueError(f"tide_period must be in (0, 1e9] steps, got {self.tide_period!r}")
+        if not 1 <= self.tide_period <= 1e9:
+            raise ValueError(f"tide_period must be in [1, 1e9] steps, got {self.tide_period!r}")
         if self.tide_amplitude > 1:
             raise ValueError("tide_amplitude must be <= 1 (the rate must stay non-negative)")
         if self.tide_noise > 1:
@@ -129,12 +129,8 @@ class EnvConfig:
 
     def shed_fraction_at_peak(self) -> float:
         """Expected share of the busiest agent's arrivals beyond the J job slots of a step, at
-        the crest of the tide: E[(n - J)+] / lambda for n ~ Poisson(lambda)."""
-        lam, J = self.peak_arrival_rate, self.jobs_per_step
-        if lam <= 0:
-            return 0.0
-        excess = lam * float(special.pdtrc(J - 1, lam)) - J * float(special.pdtrc(J, lam))
-        return min(1.0, max(0.0, excess / lam))
+        the crest of the tide (`shed_fraction`)."""
+        return shed_fraction(self.peak_arrival_rate, self.jobs_per_step)
 
     def peak_running_per_server(self) -> float:
         """Rough number of jobs a server runs at the crest of the tide: by Little's law,
@@ -179,6 +175,16 @@ def _show(value) -> str:
     """A value for an error message, at most 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def shed_fraction(lam: float, jobs_per_step: int) -> float:
+    """E[(n - J)+] / lambda for n ~ Poisson(lambda): the expected share of arrivals beyond J.
+    Uses E[(n - J)+] = lambda P(n >= J) - J P(n > J)."""
+    if lam <= 0:
+        return 0.0
+    J = jobs_per_step
+    excess = lam * float(special.pdtrc(J - 1, lam)) - J * float(special.pdtrc(J, lam))
+    return min(1.0, max(0.0, excess / lam))
 
 
 def _capped_pareto_mean(alpha: float, x_min: float, cap: float) -> float:
