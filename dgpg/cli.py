@@ -33,7 +33,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-EXPERIMENTS = ("fig1",)
+EXPERIMENTS = ("fig1", "fig2", "fig3", "fig4", "fig5", "variance", "nash")
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
 
 
@@ -53,6 +53,8 @@ def _output_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CLIError(f"cannot create output folder {str(path)!r}: {e.strerror}") from None
+    except ValueError as e:  # e.g. an embedded NUL character
+        raise CLIError(f"cannot create output folder {str(path)!r}: {e}") from None
     if not path.is_dir():
         raise CLIError(f"output path {str(path)!r} is not a folder")
     return path
@@ -83,17 +85,22 @@ def train(
         raise CLIError(f"unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
     if not (0.0 <= alpha <= 1.0):  # also rejects NaN
         raise CLIError(f"--alpha must be in [0, 1], got {alpha}")
-    run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
-                    alpha=alpha)
-    out = _output_dir(out)
     try:
-        check_folder(out, run, resume)  # before the progress bar, so an error stays one line
-    except RunError as e:
+        run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
+                        alpha=alpha)
+        run.env_config()
+        # before creating anything and before the progress bar, so an error stays one line
+        check_folder(out, run, resume)
+    except (ValueError, RunError) as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot use output folder {str(out)!r}: {e.strerror}") from None
+    out = _output_dir(out)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as progress:
+    # no progress display when stderr is not a terminal, so that an error stays one line
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as progress:
         task = progress.add_task(f"{algo} N={agents}", total=episodes, ret="-", val="-")
 
         def on_episode(episode: int, stats: dict[str, float]) -> None:
@@ -104,6 +111,8 @@ def train(
             summary = run_training(out, run, resume=resume, on_episode=on_episode)
         except (RunError, CheckpointError) as e:
             raise CLIError(str(e)) from None
+        except OSError as e:
+            raise CLIError(f"cannot write the run in {str(out)!r}: {e.strerror}") from None
     keys = ("test_return", "test_return_ci", "best_val_return", "episodes_to_converge",
             "bestfit_central_test_return", "wall_seconds")
     console.print({k: summary[k] for k in keys})
@@ -161,10 +170,13 @@ def evaluate(
     for name in names:
         if name not in HEURISTICS:
             raise CLIError(f"unknown policy {name!r}; known: {', '.join(HEURISTICS)}, all")
+    try:
+        config = EnvConfig(n_agents=agents)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     policies = {name: HEURISTICS[name] for name in names}
     if checkpoint is not None:
         policies.update(_checkpoint_policies(checkpoint))
-    config = EnvConfig(n_agents=agents)
     seeds = TEST_SEEDS[:scenarios]
     records = []
     with _progress() as progress:
@@ -191,24 +203,95 @@ def evaluate(
     console.print(table)
 
 
+def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds: int | None,
+                    backend: str, address: str | None, workers: int | None) -> float:
+    """Run one experiment with a progress display; returns its wall time in seconds."""
+    import importlib
+    import time
+
+    from dgpg import atomic
+    from dgpg.experiments.sweep import SweepError
+
+    module = importlib.import_module(f"dgpg.experiments.{name}")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TextColumn("{task.fields[units]}"), TimeElapsedColumn())
+    t0 = time.perf_counter()
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"{name}: starting", total=None, units="")
+
+        def on_progress(event: dict) -> None:
+            units = ""
+            if event.get("units_total"):
+                units = f"episodes {event['units_done']}/{event['units_total']}"
+            progress.update(task, total=event["total"], completed=event["finished"],
+                            units=units, description=f"{name}: runs")
+
+        try:
+            if name == "fig1":
+                module.run(out, quick=quick)
+            else:
+                module.run(out, quick=quick, seeds=seeds, backend=backend, address=address,
+                           workers=workers, runs=runs, progress=on_progress)
+        except (SweepError, ValueError) as e:
+            raise CLIError(f"{name}: {e}") from None
+        except OSError as e:
+            raise CLIError(f"{name}: cannot write under {str(out)!r}: {e}") from None
+    seconds = time.perf_counter() - t0
+    atomic.write_json(out / f"{name}_timing.json", {
+        "experiment": name, "quick": quick, "seeds": seeds, "backend": backend,
+        "workers": workers, "wall_seconds": round(seconds, 1)})
+    return seconds
+
+
 @app.command()
 def reproduce(
-    name: Annotated[str, typer.Argument(help="Experiment: " + ", ".join(EXPERIMENTS) + ".")],
+    name: Annotated[str, typer.Argument(
+        help="Experiment: " + ", ".join(EXPERIMENTS) + ", or all (each into --out/NAME).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("results"),
     quick: Annotated[bool, typer.Option("--quick", help="Reduced version, minutes on 2 CPUs.")]
     = False,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, max=64,
+                                 help="Seeds per run (default: 1 with --quick, else 3).")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (a process pool) or ray.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (with --backend ray).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=1024,
+                                 help="Runs at once (default: 2 locally, the cluster's CPUs "
+                                      "on Ray).")
+    ] = None,
 ) -> None:
-    """Run one of the paper's experiments; writes PNG, CSV and a Markdown table under --out."""
-    if name not in EXPERIMENTS:
-        raise CLIError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
-    out = _output_dir(out)
-    from dgpg.experiments import fig1
+    """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under
+    --out. Finished runs are kept in --out/runs: run the same command again to continue."""
+    from dgpg.experiments.sweep import BACKENDS
 
-    with _progress() as progress:
-        progress.add_task(f"reproducing {name}")
-        stats = fig1.run(out, quick=quick)
-    console.print(f"wrote {out}/fig1.png, fig1_*.csv, fig1.md")
-    console.print({k: round(v, 4) for k, v in stats.items()})
+    if name not in (*EXPERIMENTS, "all"):
+        raise CLIError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}, all")
+    if backend not in BACKENDS:
+        raise CLIError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise CLIError("--address needs --backend ray")
+    if backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise CLIError("the ray backend needs Ray: pip install -e '.[ray]'")
+    out = _output_dir(out)
+    names = EXPERIMENTS if name == "all" else (name,)
+    for n in names:
+        folder = _output_dir(out / n) if name == "all" else out
+        runs = out if name == "all" else None  # `all`: one runs/ folder shared by every figure
+        seconds = _run_experiment(n, folder, runs, quick, seeds, backend, address, workers)
+        console.print(f"[bold]{n}[/bold]: wrote {folder}/{n}.png, {n}*.csv, {n}.md "
+                      f"in {seconds:.0f} s")
+        table = folder / f"{n}.md"
+        if table.exists():
+            console.print(table.read_text(), markup=False, highlight=False)
 
 
 @app.command()
@@ -249,6 +332,13 @@ def bench(
         raise CLIError(f"--agents must be comma-separated integers, got {agents!r}") from None
     if not ns or min(ns) < 1:
         raise CLIError(f"--agents values must be integers >= 1, got {agents!r}")
+    from dgpg.envs.cloud import EnvConfig
+
+    for n in ns:
+        try:
+            EnvConfig(n_agents=n)
+        except ValueError as e:
+            raise CLIError(f"--agents {n}: {e}") from None
     records = []
     with _progress() as progress:
         for n in ns:

@@ -1,0 +1,162 @@
+"""Pieces shared by the experiments of `dgpg reproduce`: options, curves, tables.
+
+Every experiment module exposes `QUICK` and `FULL` grids (frozen dataclasses) and
+`run(out, quick, seeds, backend, address, workers, runs, grid, progress)`, which builds its
+tasks, runs them with the sweep runner (`dgpg.experiments.sweep`) into `runs/` (by default
+`out/runs`; `dgpg reproduce all` shares one folder between experiments, so equal runs are
+trained once), and writes `<name>.png`, `<name>.csv` and `<name>.md` into `out`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgpg import atomic
+from dgpg.experiments import sweep
+from dgpg.experiments.sweep import RunSpec, SweepReport
+
+# The window over which "final" returns are averaged (the last episodes of a run).
+FINAL_WINDOW = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How an experiment runs (not what it computes)."""
+
+    out: Path
+    runs: Path
+    backend: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    progress: sweep.ProgressFn | None = None
+
+
+def options(out, runs=None, backend="local", address=None, workers=None,
+            progress=None) -> Options:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return Options(out=out, runs=Path(runs) if runs is not None else out, backend=backend,
+                   address=address, workers=workers, progress=progress)
+
+
+def pick_grid(grid, quick: bool, seeds: int | None, quick_grid, full_grid):
+    """The grid to run: `grid` if given, else QUICK or FULL, with `seeds` replaced if given."""
+    chosen = grid if grid is not None else (quick_grid if quick else full_grid)
+    if seeds is not None:
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        chosen = dataclasses.replace(chosen, seeds=seeds)
+    return chosen
+
+
+def run_tasks(tasks: Sequence[sweep.Task], opts: Options) -> SweepReport:
+    return sweep.run_grid(tasks, opts.runs, backend=opts.backend, workers=opts.workers,
+                          address=opts.address, progress=opts.progress)
+
+
+def run_folder(opts: Options, task: sweep.Task) -> Path:
+    return sweep.task_folder(opts.runs, task)
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def val_curves(folder: Path) -> np.ndarray:
+    """(episodes, seeds) greedy validation returns of a finished training run."""
+    with (folder / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    episodes = max(int(r["episode"]) for r in rows)
+    seed_ids = sorted({int(r["seed"]) for r in rows})
+    values = np.full((episodes, len(seed_ids)), np.nan)
+    for r in rows:
+        values[int(r["episode"]) - 1, seed_ids.index(int(r["seed"]))] = float(r["val_return"])
+    return values
+
+
+def plot_band(ax, values: np.ndarray, label: str, color: str, ls: str = "-",
+              scale: float = 1.0) -> None:
+    """Mean over seeds (columns) as a line, min-max over seeds as a shaded band."""
+    x = np.arange(1, values.shape[0] + 1)
+    v = values * scale
+    ax.plot(x, v.mean(axis=1), color=color, ls=ls,
+            label=f"{label} ({v.shape[1]} seed{'s' * (v.shape[1] > 1)})")
+    if v.shape[1] > 1:
+        ax.fill_between(x, v.min(axis=1), v.max(axis=1), color=color, alpha=0.2, lw=0)
+
+
+def curve_rows(values: np.ndarray, **labels: Any) -> list[dict[str, Any]]:
+    """CSV rows (one per episode) of a run's curve: mean, min, max over seeds."""
+    return [{**labels, "episode": e + 1, "mean": float(values[e].mean()),
+             "min": float(values[e].min()), "max": float(values[e].max())}
+            for e in range(values.shape[0])]
+
+
+def converge_per_seed(values: np.ndarray, reference: float) -> list[int | None]:
+    from dgpg.training import episodes_to_converge
+
+    return [episodes_to_converge(values[:, s], reference) for s in range(values.shape[1])]
+
+
+def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
+    """The numbers of one training run that the tables report."""
+    ref = summary["bestfit_central_val_return"]
+    per_seed = converge_per_seed(values, ref)
+    final = values[-FINAL_WINDOW:].mean(axis=0)
+    return {
+        "algo": spec.algo, "n_agents": spec.n_agents, "alpha": spec.alpha,
+        "episodes": spec.episodes, "seeds": spec.seeds,
+        "episodes_to_converge": summary["episodes_to_converge"],
+        "converged_seeds": sum(c is not None for c in per_seed),
+        "episodes_to_converge_per_seed": json.dumps(per_seed),
+        "final_val_return": float(final.mean()),
+        "final_val_return_std": float(final.std()),
+        "best_val_return": summary["best_val_return"],
+        "test_return": summary["test_return"],
+        "test_return_ci": summary["test_return_ci"],
+        "bestfit_central_val_return": ref,
+        "bestfit_central_test_return": summary["bestfit_central_test_return"],
+        "wall_seconds": summary["wall_seconds"],
+    }
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "not converged"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def pm(mean: float, ci: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    atomic.write_csv(path, rows, fields)
+
+
+def save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic.save_figure(path, fig)
+    plt.close(fig)

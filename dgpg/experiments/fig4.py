@@ -1,0 +1,182 @@
+"""Figure 4: scalability, test return against N (DESIGN section 7).
+
+For each N, DG-PG, MAPPO and IPPO are trained with the same budget; each seed's best checkpoint
+on the validation scenarios is evaluated on the 40 test scenarios (training.py does this and
+stores it in summary.json) and the figure shows the mean over seeds with the 95 % CI over
+scenarios. Every heuristic is evaluated on the same 40 scenarios (one task per N, cached in
+`runs/heuristics_n<N>/result.json` like any run, and in fig4_heuristics.csv).
+
+The y axis is the cost, -return (lower is better), on a log scale: random and round-robin are
+two orders of magnitude worse than the load-aware policies. Full runs go beyond the paper to
+N = 500 and 1500 with a shorter budget there (a training episode costs O(N)).
+Writes fig4.png, fig4.csv (every point), fig4_heuristics.csv and fig4.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dgpg import atomic  # noqa: E402
+from dgpg.experiments import common, sweep  # noqa: E402
+from dgpg.experiments.sweep import RunSpec  # noqa: E402
+
+LEARNERS = ("dgpg", "mappo", "ippo")
+HEURISTIC_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
+                   "analytical")
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    n_agents: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1500)
+    episodes: int = 200
+    """Training episodes at N <= large_n."""
+    large_n: int = 200
+    large_n_episodes: int = 50
+    """Training episodes above large_n (same for every learner)."""
+    algos: tuple[str, ...] = LEARNERS
+    alpha: float = 0.5
+    seeds: int = 3
+    heuristics: tuple[str, ...] = HEURISTIC_NAMES
+    overrides: str = ""
+
+    def episodes_at(self, n: int) -> int:
+        return self.episodes if n <= self.large_n else self.large_n_episodes
+
+
+FULL = Grid()
+QUICK = Grid(n_agents=(5, 20), episodes=15, seeds=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeuristicSpec:
+    """Evaluation of heuristics at one N on the 40 test scenarios (a sweep task)."""
+
+    n_agents: int
+    heuristics: tuple[str, ...] = HEURISTIC_NAMES
+    overrides: str = ""
+    """Same meaning as RunSpec.overrides (only the 'env' part is used)."""
+
+    @property
+    def key(self) -> str:
+        names = ",".join(self.heuristics)
+        digest = hashlib.sha256(f"{names}|{self.overrides}".encode()).hexdigest()[:8]
+        return f"heuristics_n{self.n_agents}_{digest}"
+
+    def result(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads((folder / "result.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("n_agents") != self.n_agents:
+            return None
+        if set(data.get("policies", {})) != set(self.heuristics):
+            return None
+        return data
+
+    def execute(self, folder: Path) -> dict[str, Any]:
+        from dgpg.evaluation import TEST_SEEDS, evaluate, mean_ci
+        from dgpg.heuristics import get_heuristic
+
+        folder.mkdir(parents=True, exist_ok=True)
+        config = sweep.env_config(self.n_agents, self.overrides)
+        policies = {}
+        for name in self.heuristics:
+            values = evaluate(get_heuristic(name), config, TEST_SEEDS)
+            policies[name] = {m: dict(zip(("mean", "ci95"), mean_ci(v), strict=True))
+                              for m, v in values.items()}
+        data = {"n_agents": self.n_agents, "scenarios": len(TEST_SEEDS), "policies": policies}
+        atomic.write_json(folder / "result.json", data)
+        return data
+
+    def progress(self, folder: Path) -> tuple[int, int]:
+        return 0, 1
+
+
+def tasks(grid: Grid) -> tuple[list[RunSpec], list[HeuristicSpec]]:
+    runs = [RunSpec(algo, n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
+                    overrides=grid.overrides) for n in grid.n_agents for algo in grid.algos]
+    heuristics = [HeuristicSpec(n, grid.heuristics, grid.overrides) for n in grid.n_agents]
+    return runs, heuristics
+
+
+def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, runs: Path | None = None,
+        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+    """Run (or resume) the grid and draw the figure into `out`; returns the table rows."""
+    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    opts = common.options(out, runs, backend, address, workers, progress)
+    run_specs, heuristic_specs = tasks(grid)
+    # heuristics first: cheap, and the table has them even if a long training run fails
+    report = common.run_tasks([*heuristic_specs, *run_specs], opts)
+
+    rows = []
+    for spec in run_specs:
+        s = report.results[spec.key]
+        rows.append({"policy": spec.algo, "kind": "learner", "n_agents": spec.n_agents,
+                     "episodes": spec.episodes, "seeds": spec.seeds,
+                     "test_return": s["test_return"], "test_return_ci": s["test_return_ci"],
+                     "per_seed": json.dumps([p["test_return"] for p in s["per_seed"]])})
+    heuristic_rows = []
+    for spec in heuristic_specs:
+        for name, metrics in report.results[spec.key]["policies"].items():
+            r = {"policy": name, "n_agents": spec.n_agents}
+            for m, v in metrics.items():
+                r[m], r[f"{m}_ci"] = v["mean"], v["ci95"]
+            heuristic_rows.append(r)
+            rows.append({"policy": name, "kind": "heuristic", "n_agents": spec.n_agents,
+                         "episodes": "", "seeds": "",
+                         "test_return": metrics["return"]["mean"],
+                         "test_return_ci": metrics["return"]["ci95"], "per_seed": ""})
+
+    _plot(rows, grid, opts.out / "fig4.png")
+    common.write_csv(opts.out / "fig4.csv", rows)
+    common.write_csv(opts.out / "fig4_heuristics.csv", heuristic_rows)
+    atomic.write_text(opts.out / "fig4.md", markdown(rows, grid))
+    return {"rows": rows, "seconds": report.seconds}
+
+
+def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    for i, name in enumerate(policies):
+        mine = sorted((r for r in rows if r["policy"] == name), key=lambda r: r["n_agents"])
+        n = np.array([r["n_agents"] for r in mine])
+        cost = -np.array([r["test_return"] for r in mine])
+        ci = np.array([r["test_return_ci"] for r in mine])
+        learner = mine[0]["kind"] == "learner"
+        style = {"lw": 2, "marker": "o"} if learner else {"lw": 1, "marker": ".", "ls": ":"}
+        if name == "best-fit-central":
+            style = {"lw": 1.5, "ls": "--", "color": "k", "marker": "."}
+        ax.errorbar(n, cost, yerr=ci, capsize=3, label=name,
+                    **({"color": f"C{i}"} | style))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="N (agents)", ylabel="test cost = -return (lower is better)",
+           title=f"Scalability: best checkpoint on 40 test scenarios ({grid.seeds} seed(s))")
+    ax.legend(fontsize=8, ncol=2)
+    common.save(fig, path)
+
+
+def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
+    ns = sorted({r["n_agents"] for r in rows})
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    by = {(r["policy"], r["n_agents"]): r for r in rows}
+    episodes = ", ".join(f"N={n}: {grid.episodes_at(n)}" for n in ns)
+    head = (f"Test return (mean ± 95 % CI over the 40 test scenarios; higher is better). "
+            f"Learners: best-on-validation checkpoint, mean of {grid.seeds} seed(s); training "
+            f"episodes {episodes}.\n\n")
+    table = common.md_table(
+        ["policy", *[f"N={n}" for n in ns]],
+        [[p, *[common.pm(by[p, n]["test_return"], by[p, n]["test_return_ci"])
+               if (p, n) in by else "" for n in ns]] for p in policies])
+    return head + table

@@ -1,0 +1,98 @@
+"""Figure 5: scale-invariant convergence of DG-PG (DESIGN section 7).
+
+DG-PG learning curves for every N of figure 4 (the same runs: `dgpg reproduce all` trains them
+once). Returns differ in scale between N, so each curve is divided by the magnitude of its own
+best-fit-central validation return: best-fit-central is the dashed line at -1 and the
+convergence threshold (within 10 %) the dotted line at -1.1. The table gives the
+episodes-to-converge of each N. Writes fig5.png, fig5.csv (curves), fig5_table.csv and fig5.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dgpg import atomic  # noqa: E402
+from dgpg.experiments import common, fig4  # noqa: E402
+from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.training import CONVERGENCE_TOLERANCE  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    n_agents: tuple[int, ...] = fig4.FULL.n_agents
+    episodes: int = fig4.FULL.episodes
+    large_n: int = fig4.FULL.large_n
+    large_n_episodes: int = fig4.FULL.large_n_episodes
+    alpha: float = 0.5
+    seeds: int = 3
+    overrides: str = ""
+
+    def episodes_at(self, n: int) -> int:
+        return self.episodes if n <= self.large_n else self.large_n_episodes
+
+
+FULL = Grid()
+QUICK = Grid(n_agents=fig4.QUICK.n_agents, episodes=fig4.QUICK.episodes, seeds=1)
+
+
+def tasks(grid: Grid) -> list[RunSpec]:
+    return [RunSpec("dgpg", n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
+                    overrides=grid.overrides) for n in grid.n_agents]
+
+
+def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, runs: Path | None = None,
+        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+    """Run (or resume) the grid and draw the figure into `out`; returns the table rows."""
+    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    opts = common.options(out, runs, backend, address, workers, progress)
+    specs = tasks(grid)
+    report = common.run_tasks(specs, opts)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    curve_rows, rows = [], []
+    for i, spec in enumerate(specs):
+        summary = report.results[spec.key]
+        values = common.val_curves(common.run_folder(opts, spec))
+        scale = 1.0 / abs(summary["bestfit_central_val_return"])
+        common.plot_band(ax, values, f"N={spec.n_agents}", f"C{i}", scale=scale)
+        curve_rows += [dict(r, normalised_mean=r["mean"] * scale)
+                       for r in common.curve_rows(values, n_agents=spec.n_agents)]
+        rows.append(common.run_row(spec, summary, values))
+    ax.axhline(-1.0, color="k", ls="--", lw=1, label="best-fit-central")
+    ax.axhline(-1.0 - CONVERGENCE_TOLERANCE, color="k", ls=":", lw=1,
+               label="converged (within 10 %)")
+    ax.set(xlabel="episode", ylabel="validation return / |best-fit-central|",
+           title="DG-PG convergence across N")
+    lo = min(min(r["final_val_return"] * 1.0 / abs(r["bestfit_central_val_return"])
+                 for r in rows), -1.0)
+    ax.set_ylim(max(3 * lo, -5.0), -0.5)
+    ax.legend(fontsize=8, ncol=2)
+    common.save(fig, opts.out / "fig5.png")
+    common.write_csv(opts.out / "fig5.csv", curve_rows)
+    common.write_csv(opts.out / "fig5_table.csv", rows)
+    atomic.write_text(opts.out / "fig5.md", markdown(rows, grid))
+    return {"rows": rows, "seconds": report.seconds}
+
+
+def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
+    head = (f"DG-PG (alpha={grid.alpha:g}), {grid.seeds} seed(s) per N. Converge = episodes "
+            "until the 5-episode rolling mean of the greedy validation return (mean over "
+            "seeds) stays within 10 % of best-fit-central; per seed in brackets.\n\n")
+    table = common.md_table(
+        ["N", "episodes", "converge", "per seed", "final val return", "best-fit-central val",
+         "test return", "best-fit-central test"],
+        [[r["n_agents"], r["episodes"], common.fmt(r["episodes_to_converge"]),
+          r["episodes_to_converge_per_seed"].replace("null", "-"),
+          common.pm(r["final_val_return"], r["final_val_return_std"]),
+          common.fmt(r["bestfit_central_val_return"]),
+          common.pm(r["test_return"], r["test_return_ci"]),
+          common.fmt(r["bestfit_central_test_return"])] for r in rows])
+    return head + table

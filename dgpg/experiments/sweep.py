@@ -1,0 +1,464 @@
+"""Sweep runner: an experiment is a grid of tasks, each stored in its own folder as it finishes.
+
+A task is a frozen dataclass with a stable `key` (its folder name under `OUT/runs/`) and an
+`execute(folder)` that writes its result file last, atomically. The training task, `RunSpec`,
+is one (algorithm, N, alpha) point of a grid with `seeds` seeds trained at once in one process
+(`vmap`): on 2 cores that is far cheaper than one process per seed, and seeds stay together in
+the figures. Other experiments define their own tasks (gradient samples, heuristic evaluations).
+
+Restart semantics: a task whose result file is present and valid is finished and skipped; any
+other folder is resumed (a training run continues from its last checkpoint, see
+`dgpg.training`) or, when it holds nothing resumable, started again. Killing a sweep at any
+moment therefore loses at most the unfinished work of the runs in flight, and running it again
+does only what is missing; the results equal those of an uninterrupted sweep.
+
+Backends:
+    local  a process pool (spawn: JAX is not fork-safe); each worker dies with the sweep.
+    ray    the same tasks as Ray tasks on an existing cluster (`ray.init(address=...)`), or on a
+           local Ray instance when no address is given. A task's folder is shipped to the
+           worker and the finished folder shipped back, so no shared file system is needed;
+           the unfinished work of a task in flight is lost if the sweep is killed.
+
+Every process that runs tasks uses JAX's persistent compilation cache (`DGPG_JAX_CACHE`, by
+default ~/.cache/dgpg/jax): runs of the same shapes then compile once, not once per process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from dgpg import atomic
+
+BACKENDS = ("local", "ray")
+RUNS = "runs"
+
+
+class SweepError(Exception):
+    """A sweep cannot run, or some of its tasks failed (finished ones are kept)."""
+
+
+class Task(Protocol):
+    """One grid point. Frozen dataclass of plain fields (picklable, hashable)."""
+
+    @property
+    def key(self) -> str:
+        """Stable folder name, unique within a grid."""
+        ...
+
+    def execute(self, folder: Path) -> dict[str, Any]:
+        """Do the work in `folder` (resuming what is there); write the result file last."""
+        ...
+
+    def result(self, folder: Path) -> dict[str, Any] | None:
+        """The stored result if the task is finished (result file present and valid)."""
+        ...
+
+    def progress(self, folder: Path) -> tuple[int, int]:
+        """(units done, units in all), for progress display."""
+        ...
+
+
+# --------------------------------------------------------------------------- compilation cache
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DGPG_JAX_CACHE") or Path.home() / ".cache" / "dgpg" / "jax")
+
+
+# Closed-over arrays (a trained actor in an evaluation) become arguments of the compiled
+# function instead of constants embedded in it, so evaluating another actor of the same shapes
+# hits the cache. JAX reads this flag when it is imported: it only takes effect in processes
+# that set it first (the sweep's workers do).
+JAX_ENV = {"JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS": "1"}
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
+    """Turn on JAX's persistent compilation cache for this process (unless one is set already;
+    `DGPG_JAX_CACHE` or ~/.cache/dgpg/jax by default)."""
+    if "jax" not in sys.modules:
+        for name, value in JAX_ENV.items():
+            os.environ.setdefault(name, value)
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        folder = Path(path) if path is not None else default_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+# --------------------------------------------------------------------------- training task
+
+
+def _overrides(text: str) -> dict[str, dict[str, Any]]:
+    data = json.loads(text) if text else {}
+    if not isinstance(data, dict) or set(data) - {"train", "env"}:
+        raise ValueError(f"overrides must be JSON with keys 'train' and/or 'env', got {text!r}")
+    return {"train": dict(data.get("train", {})), "env": dict(data.get("env", {}))}
+
+
+def overrides_json(train: dict[str, Any] | None = None, env: dict[str, Any] | None = None) -> str:
+    """The canonical `RunSpec.overrides` string for TrainConfig / EnvConfig field overrides."""
+    data = {k: dict(sorted(v.items())) for k, v in (("train", train), ("env", env)) if v}
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) if data else ""
+
+
+def env_config(n_agents: int, overrides: str = ""):
+    """The EnvConfig a run with these overrides trains and is evaluated on."""
+    from dgpg.envs.cloud import EnvConfig
+
+    return EnvConfig(n_agents=n_agents, **_overrides(overrides)["env"])
+
+
+@functools.cache
+def _reduced_run_class():
+    """RunConfig with TrainConfig / EnvConfig overrides (reduced runs, e.g. in tests). Plain
+    runs use RunConfig itself, so their folders stay loadable by `dgpg evaluate --checkpoint`."""
+    from dgpg.training import RunConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class ReducedRunConfig(RunConfig):
+        overrides: str = ""
+
+        def train_config(self):
+            fields = _overrides(self.overrides)["train"]
+            return dataclasses.replace(super().train_config(), **fields)
+
+        def env_config(self):
+            fields = _overrides(self.overrides)["env"]
+            return dataclasses.replace(super().env_config(), **fields)
+
+    return ReducedRunConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """A training run: `seeds` seeds (seed, seed + 1, ...) of one (algo, N, alpha), trained
+    together by `dgpg.training.train` into the task's folder. MAPPO and IPPO ignore alpha; it is
+    stored as 0 for them so that equal runs have equal keys."""
+
+    algo: str
+    n_agents: int
+    episodes: int
+    alpha: float = 0.5
+    seed: int = 0
+    seeds: int = 1
+    overrides: str = ""
+    """JSON of TrainConfig ('train') and EnvConfig ('env') field overrides; '' = defaults."""
+
+    def __post_init__(self) -> None:
+        if self.algo != "dgpg":
+            object.__setattr__(self, "alpha", 0.0)
+        object.__setattr__(self, "alpha", float(self.alpha))
+        self.run_config()  # validates every field
+
+    @property
+    def key(self) -> str:
+        key = (f"{self.algo}_n{self.n_agents}_a{self.alpha:g}_e{self.episodes}"
+               f"_s{self.seed}x{self.seeds}")
+        if self.overrides:
+            key += "_" + hashlib.sha256(self.overrides.encode()).hexdigest()[:8]
+        return key
+
+    def run_config(self):
+        from dgpg.training import RunConfig
+
+        fields = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
+                  "seed": self.seed, "seeds": self.seeds, "alpha": self.alpha}
+        if not self.overrides:
+            run = RunConfig(**fields)
+        else:
+            _overrides(self.overrides)
+            run = _reduced_run_class()(**fields, overrides=self.overrides)
+        try:
+            run.train_config()  # raises ValueError on a bad algorithm, alpha or override
+            run.env_config()
+        except TypeError as e:  # an override naming no field
+            raise ValueError(f"bad overrides {self.overrides!r}: {e}") from None
+        return run
+
+    def result(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        expected = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
+                    "seeds": self.seeds}
+        if not isinstance(summary, dict) or any(summary.get(k) != v for k, v in expected.items()):
+            return None
+        if not all(k in summary for k in ("test_return", "test_return_ci", "best_val_return")):
+            return None
+        return summary
+
+    def execute(self, folder: Path) -> dict[str, Any]:
+        from dgpg.training import train
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "config.json").exists():
+            _clear(folder)  # killed before the run wrote its configuration: nothing to keep
+        elif (folder / "summary.json").exists() and self.result(folder) is None:
+            (folder / "summary.json").unlink()  # unreadable: evaluate again from the checkpoints
+        resume = (folder / "config.json").exists()
+        return train(folder, self.run_config(), resume=resume)
+
+    def progress(self, folder: Path) -> tuple[int, int]:
+        try:
+            with (folder / "metrics.csv").open() as f:
+                rows = sum(1 for _ in f) - 1
+        except OSError:
+            rows = 0
+        return min(max(rows, 0) // self.seeds, self.episodes), self.episodes
+
+
+def _clear(folder: Path) -> None:
+    for p in folder.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+# --------------------------------------------------------------------------- running one task
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock on a task folder (a sibling lock file), so that two processes never work
+    in the same folder at once (e.g. a restarted sweep and a straggler of the killed one)."""
+    import fcntl
+
+    locks = folder.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{folder.name}.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def execute(task: Task, folder: Path) -> dict[str, Any]:
+    """Run `task` in `folder` unless it is finished there; returns its result."""
+    enable_compilation_cache()
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder):
+        done = task.result(folder)
+        if done is not None:
+            return done
+        return task.execute(folder)
+
+
+def _worker_init() -> None:
+    """Pool worker set-up: die with the sweep process; compilation cache."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    enable_compilation_cache()
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclasses.dataclass
+class SweepReport:
+    """What a sweep did: results by key, and which tasks were already finished before."""
+
+    results: dict[str, dict[str, Any]]
+    skipped: list[str]
+    ran: list[str]
+    seconds: float
+
+
+def task_folder(out: Path, task: Task) -> Path:
+    return Path(out) / RUNS / task.key
+
+
+def load_results(tasks: Sequence[Task], out: Path) -> dict[str, dict[str, Any] | None]:
+    """Stored result (or None) of every task, by key."""
+    return {t.key: t.result(task_folder(out, t)) for t in tasks}
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def run_grid(
+    tasks: Sequence[Task],
+    out: str | os.PathLike,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> SweepReport:
+    """Run every task of the grid that is not finished under `out/runs/`; returns the results.
+
+    `progress(event)` receives dicts with `total`, `finished` (tasks) and, when known,
+    `units_done` / `units_total` (e.g. training episodes) and `last` (key of a finished task).
+    Tasks that fail do not stop the others; a SweepError lists them at the end.
+    """
+    if backend not in BACKENDS:
+        raise SweepError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise SweepError(f"workers must be >= 1, got {workers}")
+    out = Path(out)
+    t0 = time.perf_counter()
+    unique: dict[str, Task] = {}
+    for t in tasks:
+        if unique.setdefault(t.key, t) != t:
+            raise SweepError(f"two different tasks share the key {t.key!r}")
+    (out / RUNS).mkdir(parents=True, exist_ok=True)
+    results = {k: v for k, v in load_results(list(unique.values()), out).items() if v is not None}
+    skipped = list(results)
+    pending = [t for k, t in unique.items() if k not in results]
+    state = _Progress(unique, out, progress)
+    state.emit(results)
+    failures: dict[str, str] = {}
+    if pending:
+        runner = _run_local if backend == "local" else _run_ray
+        runner(pending, out, workers, address, results, failures, state)
+    ran = [t.key for t in pending if t.key in results]
+    if failures:
+        detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        raise SweepError(f"{len(failures)} of {len(unique)} runs failed (finished runs are kept "
+                         f"under {out / RUNS}; run again to retry): {detail}")
+    return SweepReport(results={k: results[k] for k in unique}, skipped=skipped, ran=ran,
+                       seconds=time.perf_counter() - t0)
+
+
+class _Progress:
+    def __init__(self, tasks: dict[str, Task], out: Path, fn: ProgressFn | None):
+        self.tasks, self.out, self.fn = tasks, out, fn
+
+    def emit(self, results: dict[str, Any], last: str | None = None) -> None:
+        if self.fn is None:
+            return
+        done = total = 0
+        for key, task in self.tasks.items():
+            d, n = task.progress(self.out / RUNS / key)
+            done += n if key in results else d
+            total += n
+        self.fn({"total": len(self.tasks), "finished": len(results), "units_done": done,
+                 "units_total": total, "last": last})
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+
+
+def _run_local(pending, out, workers, address, results, failures, state) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    n = min(workers or default_workers(), len(pending))
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(execute, t, task_folder(out, t)): t for t in pending}
+        try:
+            remaining = set(futures)
+            while remaining:
+                done, remaining = cf.wait(remaining, timeout=2.0,
+                                          return_when=cf.FIRST_COMPLETED)
+                last = None
+                for f in done:
+                    task = futures[f]
+                    try:
+                        results[task.key] = f.result()
+                        last = task.key
+                    except cf.process.BrokenProcessPool:
+                        failures[task.key] = "a worker process died (killed, or out of memory)"
+                    except Exception as e:  # noqa: BLE001 - reported with the task's key
+                        failures[task.key] = _one_line(e)
+                state.emit(results, last)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _read_folder(folder: Path) -> dict[str, bytes]:
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _ray_execute(task: Task, files: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Body of a Ray task: rebuild the task's folder locally, run it, ship the folder back."""
+    with tempfile.TemporaryDirectory(prefix="dgpg-") as tmp:
+        folder = Path(tmp) / task.key
+        for rel, data in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+        result = execute(task, folder)
+        return result, _read_folder(folder)
+
+
+def _write_back(task: Task, folder: Path, files: dict[str, bytes]) -> None:
+    """Store a finished task's folder; its result file (the last written by the task, and the
+    one `task.result` checks) goes last so a kill mid-way leaves an unfinished folder."""
+    order = sorted(files, key=lambda rel: rel in ("summary.json", "result.json"))
+    for rel in order:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(folder / rel, files[rel])
+
+
+def _run_ray(pending, out, workers, address, results, failures, state) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("the ray backend needs Ray: pip install -e '.[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            kwargs = ({"address": address} if address
+                      else {"num_cpus": workers or default_workers()})
+            ray.init(log_to_driver=False, include_dashboard=False,
+                     runtime_env={"env_vars": dict(JAX_ENV)}, **kwargs)
+        except Exception as e:  # noqa: BLE001 - connection problems are user errors
+            raise SweepError(f"cannot connect to Ray at {address or 'a local instance'}: "
+                             f"{_one_line(e)}") from None
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_execute)
+        queue = list(pending)
+        inflight: dict[Any, Task] = {}
+        window = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        while queue or inflight:
+            while queue and len(inflight) < window:
+                task = queue.pop(0)
+                inflight[remote.remote(task, _read_folder(task_folder(out, task)))] = task
+            done, _ = ray.wait(list(inflight), num_returns=1, timeout=2.0)
+            last = None
+            for ref in done:
+                task = inflight.pop(ref)
+                try:
+                    result, files = ray.get(ref)
+                    _write_back(task, task_folder(out, task), files)
+                    results[task.key] = result
+                    last = task.key
+                except Exception as e:  # noqa: BLE001 - reported with the task's key
+                    failures[task.key] = _one_line(getattr(e, "cause", None) or e)
+            state.emit(results, last)
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,232 @@
+"""Per-agent gradient variance against N (DESIGN sections 1 and 7).
+
+At a fixed policy (the DG-PG actor and centralised critic at initialisation, seed s, on training
+scenario s) independent roll-outs give independent samples of agent 0's update direction,
+g(alpha) = (1 - alpha) g_PG + alpha g_guidance (`dgpg.learners.gradient_stats`). The plain
+policy gradient (alpha = 0) and the pure guidance gradient (alpha = 1) are sampled from the same
+roll-outs, so every alpha is an exact linear combination of the two; the experiment reports
+alpha = 0 and alpha = 0.5 (and stores 0.25, 0.75, 1 in the CSV).
+
+The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar) = a + b log N,
+by least squares over every (N, seed) point; the 95 % CI of the slope b uses the Student t
+quantile with the regression's standard error. Error bars on the points are bootstrap 95 %
+intervals over roll-outs.
+
+Cost: one roll-out stores the whole trajectory of every agent (observations and references),
+about 2 MB per agent at T = 200, so the experiment uses a horizon of 50 steps at every N and
+computes the samples in chunks of at most `chunk` roll-outs (each chunk is one compiled call).
+Writes variance.png, variance.csv (every point), variance_fit.csv and variance.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from dgpg import atomic  # noqa: E402
+from dgpg.experiments import common  # noqa: E402
+
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+REPORTED = (0.0, 0.5)
+BOOTSTRAP = 400
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    n_agents: tuple[int, ...] = (2, 5, 10, 20, 50, 100, 200, 500, 1500)
+    seeds: int = 3
+    rollouts: int = 64
+    horizon: int = 50
+    chunk: int = 16
+    hidden: int = 64
+
+
+FULL = Grid()
+QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=32, chunk=32)
+
+
+def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Least-squares fit of log(relvar) = a + b log(n): slope b with its `level` confidence
+    half-width (Student t, n_points - 2 degrees of freedom), intercept a, r^2."""
+    x, y = np.log(np.asarray(n, np.float64)), np.log(np.asarray(relvar, np.float64))
+    if x.size < 3 or np.ptp(x) == 0:
+        raise ValueError("fit_slope needs at least 3 points at 2 or more values of n")
+    fit = stats.linregress(x, y)
+    t = stats.t.ppf(0.5 + level / 2, x.size - 2)
+    return {"slope": float(fit.slope), "slope_ci": float(t * fit.stderr),
+            "slope_stderr": float(fit.stderr), "intercept": float(fit.intercept),
+            "r2": float(fit.rvalue**2), "points": int(x.size)}
+
+
+def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator,
+                       resamples: int = BOOTSTRAP) -> tuple[float, float]:
+    """95 % percentile interval of the relative variance over roll-out resamples."""
+    from dgpg.learners.gradient_stats import relative_variance
+
+    n = samples.shape[0]
+    values = [relative_variance(samples[rng.integers(0, n, n)])["relative_variance"]
+              for _ in range(resamples)]
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientSpec:
+    """Gradient samples of agent 0 at one N and seed (a sweep task)."""
+
+    n_agents: int
+    seed: int
+    rollouts: int
+    horizon: int
+    chunk: int
+    hidden: int = 64
+
+    @property
+    def key(self) -> str:
+        return (f"gradvar_n{self.n_agents}_s{self.seed}_r{self.rollouts}_t{self.horizon}"
+                f"_h{self.hidden}")
+
+    def result(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads((folder / "result.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("spec") != dataclasses.asdict(self):
+            return None
+        return data
+
+    def execute(self, folder: Path) -> dict[str, Any]:
+        import jax
+
+        from dgpg.envs.cloud import EnvConfig
+        from dgpg.learners.gradient_stats import agent_gradient_samples, relative_variance
+        from dgpg.learners.ppo import TrainConfig, init_runner
+
+        folder.mkdir(parents=True, exist_ok=True)
+        config = TrainConfig(algo="dgpg", hidden=self.hidden)
+        env = EnvConfig(n_agents=self.n_agents, episode_steps=self.horizon)
+        runner = init_runner(jax.random.key(self.seed), config, env)
+        keys = jax.random.split(jax.random.key(10_000 + self.seed), math.ceil(
+            self.rollouts / self.chunk))
+        parts = {0.0: [], 1.0: []}
+        for i, k in enumerate(keys):
+            size = min(self.chunk, self.rollouts - i * self.chunk)
+            for a in parts:  # same key: the same roll-outs for both
+                parts[a].append(agent_gradient_samples(
+                    config, env, runner, a, size, k, scenario_seed=self.seed, agent=0))
+        pg, guide = np.concatenate(parts[0.0]), np.concatenate(parts[1.0])
+        rng = np.random.default_rng(self.seed)
+        out = {"spec": dataclasses.asdict(self), "parameters": int(pg.shape[1]), "alphas": {}}
+        for a in ALPHAS:
+            g = (1.0 - a) * pg + a * guide
+            r = relative_variance(g)
+            r["ci_low"], r["ci_high"] = bootstrap_interval(g, rng)
+            out["alphas"][f"{a:g}"] = r
+        atomic.write_json(folder / "result.json", out)
+        return out
+
+    def progress(self, folder: Path) -> tuple[int, int]:
+        return 0, 1
+
+
+def tasks(grid: Grid) -> list[GradientSpec]:
+    return [GradientSpec(n, s, grid.rollouts, grid.horizon, grid.chunk, grid.hidden)
+            for n in grid.n_agents for s in range(grid.seeds)]
+
+
+def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, runs: Path | None = None,
+        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+    """Sample, fit and draw into `out`; returns the fitted slopes."""
+    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    opts = common.options(out, runs, backend, address, workers, progress)
+    specs = tasks(grid)
+    report = common.run_tasks(specs, opts)
+
+    rows = []
+    for spec in specs:
+        res = report.results[spec.key]
+        for a, r in res["alphas"].items():
+            rows.append({"n_agents": spec.n_agents, "seed": spec.seed, "alpha": float(a),
+                         "rollouts": spec.rollouts, "horizon": spec.horizon,
+                         "relative_variance": r["relative_variance"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "variance": r["variance"], "squared_mean_norm": r["squared_mean_norm"]})
+    fits = []
+    for a in REPORTED:
+        mine = [r for r in rows if r["alpha"] == a]
+        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
+                        np.array([r["relative_variance"] for r in mine]))
+        fits.append({"alpha": a, **fit})
+
+    _plot(rows, fits, grid, opts.out / "variance.png")
+    common.write_csv(opts.out / "variance.csv", rows)
+    common.write_csv(opts.out / "variance_fit.csv", fits)
+    atomic.write_text(opts.out / "variance.md", markdown(rows, fits, grid))
+    return {"fits": fits, "rows": rows, "seconds": report.seconds}
+
+
+def _geomean_by_n(rows, alpha, column):
+    ns = sorted({r["n_agents"] for r in rows})
+    return ns, [float(np.exp(np.mean([np.log(r[column]) for r in rows
+                                      if r["alpha"] == alpha and r["n_agents"] == n])))
+                for n in ns]
+
+
+def _plot(rows, fits, grid: Grid, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, fit in enumerate(fits):
+        a = fit["alpha"]
+        ns, mid = _geomean_by_n(rows, a, "relative_variance")
+        _, lo = _geomean_by_n(rows, a, "ci_low")
+        _, hi = _geomean_by_n(rows, a, "ci_high")
+        mid, lo, hi = np.array(mid), np.array(lo), np.array(hi)
+        name = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
+        ax.errorbar(ns, mid, yerr=[mid - np.minimum(lo, mid), np.maximum(hi, mid) - mid],
+                    fmt="o", color=f"C{i}", capsize=3, label=name)
+        x = np.geomspace(min(ns), max(ns), 50)
+        ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=f"C{i}", lw=1,
+                label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="N (agents)", ylabel="relative variance  tr Var[g] / |E g|^2",
+           title=f"Agent 0's gradient at a fixed policy ({grid.rollouts} roll-outs of "
+                 f"{grid.horizon} steps, {grid.seeds} seed(s))")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    common.save(fig, path)
+
+
+def markdown(rows, fits, grid: Grid) -> str:
+    head = (f"Relative variance of agent 0's gradient at a fixed (initial) policy; "
+            f"{grid.rollouts} roll-outs of {grid.horizon} steps per point, {grid.seeds} "
+            "seed(s) per N. Fit: log(relvar) = a + b log N over every (N, seed) point, "
+            "95 % CI of b from the t distribution.\n\n")
+    fit_table = common.md_table(
+        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points"],
+        [[f"{f['alpha']:g}", f"{f['slope']:.3f}",
+          f"[{f['slope'] - f['slope_ci']:.3f}, {f['slope'] + f['slope_ci']:.3f}]",
+          f"{f['intercept']:.3f}", f"{f['r2']:.3f}", f["points"]] for f in fits])
+    ns = sorted({r["n_agents"] for r in rows})
+    per_n = []
+    for n in ns:
+        cells = [n]
+        for a in REPORTED:
+            mine = [r for r in rows if r["n_agents"] == n and r["alpha"] == a]
+            cells.append(", ".join(f"{r['relative_variance']:.3g} [{r['ci_low']:.3g}, "
+                                   f"{r['ci_high']:.3g}]" for r in mine))
+        per_n.append(cells)
+    point_table = common.md_table(
+        ["N", *[f"relvar, alpha={a:g} (bootstrap 95 % CI), per seed" for a in REPORTED]],
+        per_n)
+    return head + fit_table + "\n" + point_table

@@ -1,0 +1,339 @@
+"""The experiments of `dgpg reproduce` and the sweep runner behind them.
+
+Sweeps: a sweep killed (SIGKILL) after its first run, or at a random moment, and started again
+runs only what is missing and ends with exactly one result per grid point, equal to an
+uninterrupted sweep; the same grid on a local Ray instance (skipped without Ray). Experiments:
+every figure's code runs on a reduced grid and writes its PNG, CSV and Markdown files; `nash
+--quick` runs through the command line. The variance experiment's slope estimator recovers known
+slopes on synthetic data.
+
+For speed every training run of this module is the same tiny configuration (N = 2, 3 episodes
+of 20 steps, 2 update epochs of 2 minibatches, width 16) with seeds 0 and 1, and every process
+(sweep workers included) shares one persistent compilation cache in a temporary folder: the
+first run compiles, the others load. The figure tests reuse the uninterrupted sweep's runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgpg.experiments import fig2, fig3, fig4, fig5, nash, sweep, variance
+from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
+
+OVERRIDES = overrides_json(train={"update_epochs": 2, "num_minibatches": 2, "hidden": 16},
+                           env={"episode_steps": 20})
+EPISODES = 3
+GRID = [RunSpec("dgpg", 2, EPISODES, alpha=0.5, seed=s, overrides=OVERRIDES) for s in (0, 1)]
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_cache(tmp_path_factory):
+    """One persistent compilation cache for this module's processes and their workers."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DGPG_JAX_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted sweep of GRID: (output folder, report)."""
+    out = tmp_path_factory.mktemp("reference")
+    report = run_grid(GRID, out, workers=1)
+    return out, report
+
+
+def _results(out: Path) -> dict[str, dict]:
+    """What a run produced, minus wall-clock times: summary, metrics rows, best checkpoint."""
+    found = {}
+    for folder in sorted((out / "runs").iterdir()):
+        if folder.name.startswith("."):
+            continue
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.pop("wall_seconds")
+        with (folder / "metrics.csv").open(newline="") as f:
+            rows = [{k: v for k, v in r.items() if k != "wall_seconds"}
+                    for r in csv.DictReader(f)]
+        found[folder.name] = {"summary": summary, "metrics": rows,
+                              "best": (folder / "checkpoints" / "best.ckpt").read_bytes()}
+    return found
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _start_sweep(out: Path) -> subprocess.Popen:
+    """GRID as a sweep in another process (its own process group, for cleaning up)."""
+    code = ("from pathlib import Path\n"
+            "from dgpg.experiments.sweep import RunSpec, run_grid\n"
+            f"run_grid({GRID!r}, Path({str(out)!r}), workers=1)\n")
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the sweep process alone; its workers must die with it."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return  # no process of the sweep is left
+            time.sleep(0.1)
+        pytest.fail("a worker of the killed sweep is still running")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def test_run_spec_keys_and_validation():
+    a = RunSpec("mappo", 10, 5, alpha=0.7)
+    assert a.alpha == 0.0 and a == RunSpec("mappo", 10, 5, alpha=0.2)  # MAPPO ignores alpha
+    assert a.key == "mappo_n10_a0_e5_s0x1"
+    assert RunSpec("dgpg", 10, 5, alpha=0.25, seeds=3).key == "dgpg_n10_a0.25_e5_s0x3"
+    assert GRID[0].key != RunSpec("dgpg", 2, EPISODES).key  # overrides are part of the key
+    for bad in ({"algo": "nope"}, {"alpha": 1.5}, {"n_agents": 0}, {"seeds": 0},
+                {"overrides": '{"train": {"no_such_field": 1}}'}, {"overrides": "[]"}):
+        with pytest.raises(ValueError):
+            RunSpec(**({"algo": "dgpg", "n_agents": 2, "episodes": 1} | bad))
+    with pytest.raises(SweepError, match="unknown backend"):
+        run_grid(GRID, Path("unused"), backend="nope")
+
+
+def test_uninterrupted_sweep(reference):
+    out, report = reference
+    keys = [s.key for s in GRID]
+    assert report.ran == keys and report.skipped == []
+    results = _results(out)
+    assert list(results) == sorted(keys)
+    for spec in GRID:
+        summary = report.results[spec.key]
+        assert summary["episodes"] == EPISODES and summary["n_agents"] == 2
+        assert np.isfinite(summary["test_return"])
+        assert len(results[spec.key]["metrics"]) == EPISODES
+    # the two seeds are different runs
+    assert results[keys[0]]["metrics"] != results[keys[1]]["metrics"]
+    # a second sweep finds everything finished and does nothing
+    before = _snapshot(out / "runs")
+    again = run_grid(GRID, out, workers=1)
+    assert again.ran == [] and again.skipped == keys
+    assert _snapshot(out / "runs") == before
+
+
+def test_killed_sweep_runs_only_missing(reference, tmp_path):
+    """SIGKILL right after the first run finished: the restart keeps it and runs the rest."""
+    out = tmp_path / "killed"
+    proc = _start_sweep(out)
+    first = None
+    deadline = time.monotonic() + TIMEOUT
+    while first is None:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the sweep did not finish a run in time"
+        done = sorted((out / "runs").glob("*/summary.json")) if (out / "runs").exists() else []
+        first = done[0].parent if done else None
+        time.sleep(0.05)
+    _kill(proc)
+    finished = {p.parent.name for p in (out / "runs").glob("*/summary.json")}
+    assert first.name in finished and len(finished) < len(GRID)
+    kept = {name: _snapshot(out / "runs" / name) for name in finished}
+
+    report = run_grid(GRID, out, workers=1)
+    assert sorted(report.skipped) == sorted(finished)
+    assert sorted(report.ran) == sorted({s.key for s in GRID} - finished)
+    for name, files in kept.items():  # finished runs are not touched
+        assert _snapshot(out / "runs" / name) == files
+    assert _results(out) == _results(reference[0])
+
+
+def test_sigkill_at_random_moment(reference, tmp_path):
+    """SIGKILL at a random moment of the sweep; the restart completes it with exactly one
+    result per grid point, equal to an uninterrupted sweep."""
+    seed = int(os.environ.get("DGPG_TEST_KILL_SEED", random.randrange(2**31)))
+    delay = random.Random(seed).uniform(0.0, 8.0 + reference[1].seconds)
+    out = tmp_path / "random"
+    proc = _start_sweep(out)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill(proc)
+    run_grid(GRID, out, workers=1)
+    names = sorted(p.name for p in (out / "runs").iterdir() if not p.name.startswith("."))
+    assert names == sorted(s.key for s in GRID), f"kill seed {seed}, delay {delay:.1f} s"
+    assert _results(out) == _results(reference[0]), f"kill seed {seed}, delay {delay:.1f} s"
+
+
+def test_ray_backend(reference, tmp_path):
+    """The same grid as Ray tasks on a local Ray instance gives the same results."""
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    report = run_grid(GRID, out, backend="ray", workers=2)
+    assert sorted(report.ran) == sorted(s.key for s in GRID)
+    assert _results(out) == _results(reference[0])
+    again = run_grid(GRID, out, backend="ray", workers=2)
+    assert again.ran == [] and len(again.skipped) == len(GRID)
+
+
+def test_failed_task_is_reported(tmp_path):
+    bad = sweep.RunSpec("dgpg", 2, EPISODES, overrides=OVERRIDES)
+    folder = sweep.task_folder(tmp_path, bad)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"run": {"algo": "other"}}')  # another run's folder
+    with pytest.raises(SweepError, match=f"1 of 1 runs failed.*{bad.key}.*another configuration"):
+        run_grid([bad], tmp_path, workers=1)
+    assert (folder / "config.json").read_text() == '{"run": {"algo": "other"}}'
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _files(folder: Path, name: str) -> None:
+    for suffix in (".png", ".csv", ".md"):
+        path = folder / f"{name}{suffix}"
+        assert path.exists() and path.stat().st_size > 0, path
+    assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def runs(reference, tmp_path):
+    """A copy of the uninterrupted sweep's runs folder: the reduced figures need no training."""
+    shutil.copytree(reference[0] / "runs", tmp_path / "shared" / "runs")
+    return tmp_path / "shared"
+
+
+def test_fig2_reduced(runs, tmp_path):
+    grid = fig2.Grid(n_agents=2, alphas=(0.5,), episodes=EPISODES, seeds=1, overrides=OVERRIDES)
+    result = fig2.run(tmp_path / "fig2", grid=grid, runs=runs, workers=1)
+    _files(tmp_path / "fig2", "fig2")
+    assert len(result["rows"]) == 1 and "| 0.5 |" in (tmp_path / "fig2" / "fig2.md").read_text()
+
+
+def test_fig3_and_fig5_reduced(runs, tmp_path):
+    grid3 = fig3.Grid(n_agents=(2,), episodes=(("dgpg", EPISODES),), seeds=1,
+                      overrides=OVERRIDES)
+    fig3.run(tmp_path / "fig3", grid=grid3, runs=runs, workers=1)
+    _files(tmp_path / "fig3", "fig3")
+    grid5 = fig5.Grid(n_agents=(2,), episodes=EPISODES, seeds=1, overrides=OVERRIDES)
+    result = fig5.run(tmp_path / "fig5", grid=grid5, runs=runs, workers=1)
+    _files(tmp_path / "fig5", "fig5")
+    row = result["rows"][0]
+    assert row["n_agents"] == 2 and row["episodes"] == EPISODES
+    with (tmp_path / "fig5" / "fig5.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == EPISODES
+
+
+def test_fig4_reduced(runs, tmp_path):
+    grid = fig4.Grid(n_agents=(2,), episodes=EPISODES, algos=("dgpg",), seeds=1,
+                     heuristics=("best-fit-central",), overrides=OVERRIDES)
+    result = fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
+    _files(tmp_path / "fig4", "fig4")
+    by_policy = {r["policy"]: r for r in result["rows"]}
+    assert set(by_policy) == {"dgpg", "best-fit-central"}
+    # the heuristic evaluation is the one training used for its reference line
+    summary = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
+    assert by_policy["best-fit-central"]["test_return"] == pytest.approx(
+        summary["bestfit_central_test_return"], rel=1e-9)
+    # a second run finds every task finished
+    before = _snapshot(runs / "runs")
+    fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
+    assert _snapshot(runs / "runs") == before
+
+
+def test_variance_reduced(tmp_path):
+    grid = variance.Grid(n_agents=(2, 3), seeds=2, rollouts=6, horizon=5, chunk=6, hidden=8)
+    result = variance.run(tmp_path / "variance", grid=grid, workers=2)
+    _files(tmp_path / "variance", "variance")
+    assert [f["alpha"] for f in result["fits"]] == [0.0, 0.5]
+    for f in result["fits"]:
+        assert np.isfinite(f["slope"]) and f["points"] == 4
+    for r in result["rows"]:
+        assert r["relative_variance"] > 0 and r["ci_low"] <= r["ci_high"]
+
+
+def test_nash_quick_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dgpg.cli", "reproduce", "nash", "--quick",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    _files(tmp_path, "nash")
+    assert "| symmetric | 2 |" in proc.stdout  # the numbers are printed
+    with (tmp_path / "nash.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["case"], int(r["n_agents"])) for r in rows} == {
+        (c, n) for c in nash.CASES for n in nash.QUICK.n_agents}
+    for r in rows:
+        # both ascents reach the optimum, and the augmented gradient vanishes at p*
+        assert float(r["J_original"]) == pytest.approx(-1.0, abs=1e-8)
+        assert float(r["J_augmented"]) == pytest.approx(-1.0, abs=1e-8)
+        assert float(r["grad_F_at_reference"]) < 1e-10
+        assert float(r["grad_J_at_augmented"]) < 1e-4
+        if r["case"] == "symmetric":
+            assert float(r["tv_original_augmented"]) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["nope"], ["fig2", "--backend", "nope"], ["fig2", "--seeds", "0"],
+     ["fig2", "--address", "127.0.0.1:6379"], ["fig2", "--workers", "0"]],
+    ids=lambda a: " ".join(a),
+)
+def test_cli_reproduce_bad_input(tmp_path, args):
+    proc = subprocess.run([sys.executable, "-m", "dgpg.cli", "reproduce", *args, "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dgpg: error:"), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- slope estimator
+
+
+@pytest.mark.parametrize("slope", [1.0, 0.0, 0.5, -0.4])
+def test_fit_slope_recovers_known_slopes(slope):
+    n = np.repeat(variance.FULL.n_agents, 3).astype(float)
+    exact = variance.fit_slope(n, 3.0 * n**slope)
+    assert exact["slope"] == pytest.approx(slope, abs=1e-9)
+    assert exact["intercept"] == pytest.approx(np.log(3.0), abs=1e-9)
+    assert exact["slope_ci"] == pytest.approx(0.0, abs=1e-9)
+
+    rng = np.random.default_rng(0)
+    covered, trials = 0, 400
+    for _ in range(trials):
+        noisy = 3.0 * n**slope * np.exp(rng.normal(0.0, 0.3, n.size))
+        fit = variance.fit_slope(n, noisy)
+        assert abs(fit["slope"] - slope) < 0.15 and 0.0 < fit["slope_ci"] < 0.2
+        covered += abs(fit["slope"] - slope) <= fit["slope_ci"]
+    assert 0.91 <= covered / trials <= 0.99  # a 95 % interval covers the true slope
+
+
+def test_fit_slope_needs_two_values_of_n():
+    with pytest.raises(ValueError):
+        variance.fit_slope(np.array([5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError):
+        variance.fit_slope(np.array([2.0, 5.0]), np.array([1.0, 2.0]))
