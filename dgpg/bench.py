@@ -1,16 +1,23 @@
-"""Environment throughput benchmark: agent-steps per second of the compiled environment.
+"""Benchmarks: environment throughput, training wall time, compilations and peak memory.
 
-A batch of B environments is stepped `steps` times inside one compiled `lax.scan` (random
-actions drawn inside the compiled function); the time of a second call, after compilation, is
-reported: agent_steps_per_s = B * N * steps / seconds.
+Environment: a batch of B environments is stepped `steps` times inside one compiled
+`lax.scan` (random actions drawn inside the compiled function); the best of a few calls after
+compilation is reported: agent_steps_per_s = B * N * steps / seconds. Training: `dgpg train`
+of one seed, with XLA compile time measured from JAX's monitoring events.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+import resource
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig
@@ -23,7 +30,9 @@ def default_batch(n_agents: int) -> int:
     return max(1, 4000 // n_agents)
 
 
-def env_throughput(n_agents: int, batch: int | None = None, steps: int = 50) -> dict[str, float]:
+def env_throughput(
+    n_agents: int, batch: int | None = None, steps: int = 50, repeats: int = 3
+) -> dict[str, float]:
     """Measure the compiled environment; returns a record with agent_steps_per_s."""
     config = EnvConfig(n_agents=n_agents)
     batch = default_batch(n_agents) if batch is None else batch
@@ -50,9 +59,11 @@ def env_throughput(n_agents: int, batch: int | None = None, steps: int = 50) -> 
     t0 = time.perf_counter()
     fn(jax.random.key(0)).block_until_ready()
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fn(jax.random.key(1)).block_until_ready()
-    seconds = time.perf_counter() - t0
+    seconds = np.inf
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn(jax.random.key(1 + i)).block_until_ready()
+        seconds = min(seconds, time.perf_counter() - t0)
     return {
         "n_agents": n_agents,
         "batch": batch,
@@ -62,3 +73,103 @@ def env_throughput(n_agents: int, batch: int | None = None, steps: int = 50) -> 
         "agent_steps_per_s": batch * n_agents * steps / seconds,
         "device": jax.devices()[0].platform,
     }
+
+
+# --------------------------------------------------------------------------- compilation
+
+
+# JAX monitoring events (jax._src.dispatch): one per traced function, one per XLA compilation
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileLog:
+    """Counts traces and XLA compilations (and their seconds) while active:
+    `with CompileLog() as log: ...`. Listens to JAX's monitoring events, so it sees every
+    compilation in the process, including those inside library code. A compilation served
+    from the persistent cache still counts as a trace.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.traces = 0
+
+    def _listener(self, event: str, duration: float, **_: object) -> None:
+        if event == BACKEND_COMPILE_EVENT:
+            self.count += 1
+            self.seconds += duration
+        elif event == TRACE_EVENT:
+            self.traces += 1
+
+    def __enter__(self) -> CompileLog:
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_timing(n_agents: int, episodes: int, algo: str = "dgpg") -> dict[str, float]:
+    """Wall time of `dgpg train` (one seed) in a temporary folder, compilation separated.
+
+    `train_seconds` covers the training loop (rollouts, updates, validation, checkpoints) and
+    its compilations; `compile_seconds` is the XLA compile time within it; the final test
+    evaluation (`summary_seconds`) is reported apart. `recompiles_after_first_episode` counts
+    traces and compilations after episode 1 (0 when nothing is recompiled).
+    """
+    from dgpg.training import RunConfig, train
+
+    run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes, seed=0)
+    marks: list[tuple[float, int, float]] = []
+
+    def mark(episode: int, stats: dict) -> None:
+        marks.append((time.perf_counter(), log.count + log.traces, log.seconds))
+
+    with tempfile.TemporaryDirectory() as tmp, CompileLog() as log:
+        t0 = time.perf_counter()
+        train(Path(tmp) / "run", run, on_episode=mark)
+        t_end = time.perf_counter()
+    t_loop, _, compile_s = marks[-1]
+    return {
+        "n_agents": n_agents,
+        "episodes": episodes,
+        "algo": algo,
+        "train_seconds": t_loop - t0,
+        "compile_seconds": compile_s,
+        "seconds_per_episode": (t_loop - marks[0][0]) / max(1, episodes - 1),
+        "summary_seconds": t_end - t_loop,
+        "recompiles_after_first_episode": marks[-1][1] - marks[0][1],
+        "device": jax.devices()[0].platform,
+    }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _measure(name: str, kwargs: dict) -> dict:
+    record = {"env": env_throughput, "train": train_timing}[name](**kwargs)
+    record["peak_rss_mb"] = peak_rss_mb()
+    return record
+
+
+def in_fresh_process(name: str, **kwargs: object) -> dict:
+    """Run one measurement ("env" or "train") in a new process, so that its peak memory and
+    compilations are its own; returns its record with `peak_rss_mb`."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_measure, name, kwargs).result()
+
+
+def fit_exponent(n_agents, seconds) -> float:
+    """Least-squares slope of log(seconds) against log(N)."""
+    return float(np.polyfit(np.log(np.asarray(n_agents, float)),
+                            np.log(np.asarray(seconds, float)), 1)[0])

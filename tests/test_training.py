@@ -50,13 +50,14 @@ def _small_train(self: RunConfig) -> TrainConfig:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def jax_cache(tmp_path_factory):
-    """Small configurations and a persistent compilation cache for this module only; yields the
-    cache folder."""
+def jax_cache(shared_jax_cache):
+    """Small configurations and a persistent compilation cache (shared with
+    tests/test_reliability.py, whose runs have the same configuration); yields the cache
+    folder."""
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
     saved = {name: getattr(jax.config, name) for name in names}
-    cache = tmp_path_factory.mktemp("jax_cache")
+    cache = shared_jax_cache
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
@@ -376,3 +377,15 @@ def test_cli_train_into_existing_run_is_one_line(tmp_path):
                                        str(out)))
     assert "already holds a run" in line
     assert _snapshot(out) == {"metrics.csv": known}
+
+
+def test_no_recompilation_between_episodes(ref_run, tmp_path):
+    """Episodes after the first trace and compile nothing (the compile count is flat)."""
+    from dgpg.bench import CompileLog
+
+    marks = []
+    with CompileLog() as log:
+        train(tmp_path / "run", RUN, on_episode=lambda e, s: marks.append(log.count + log.traces))
+    assert len(marks) == EPISODES
+    assert marks[0] > 0  # the first episode traced its functions: the log sees them
+    assert marks[1:] == [marks[0]] * (EPISODES - 1), marks
