@@ -38,6 +38,7 @@ from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rol
 from dgpg.heuristics import best_fit_central
 from dgpg.learners.ppo import (
     ALGORITHMS,
+    TUNED,
     Runner,
     TrainConfig,
     init_runner,
@@ -83,7 +84,9 @@ class RunConfig:
             raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(algo=self.algo, alpha=self.alpha)
+        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
+        rate and entropy coefficient (dgpg.learners.ppo.TUNED)."""
+        return TrainConfig(algo=self.algo, alpha=self.alpha, **TUNED[self.algo])
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(n_agents=self.n_agents)

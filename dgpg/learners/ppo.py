@@ -30,6 +30,15 @@ from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
 
 ALGORITHMS = ("dgpg", "mappo", "ippo")
 
+TUNED = {
+    "dgpg": {"learning_rate": 1e-3, "ent_coef": 0.003},
+    "mappo": {"learning_rate": 3e-3, "ent_coef": 0.01},
+    "ippo": {"learning_rate": 1e-3, "ent_coef": 0.01},
+}
+"""Learning rate and entropy coefficient of each algorithm: the best validation return of the
+same 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds; results/tuning/tuning.md). Every other
+hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
