@@ -14,13 +14,15 @@ intervals over roll-outs.
 
 Cost: one roll-out stores the whole trajectory of every agent (observations and references),
 about 2 MB per agent at T = 200, so the experiment uses a horizon of 50 steps at every N and
-computes the samples in chunks of at most `chunk` roll-outs (each chunk is one compiled call).
+computes the samples in chunks of at most `chunk` roll-outs. Both gradients come from one
+compiled function of (parameters, keys), compiled once per N and shared by every seed and chunk.
 Writes variance.png, variance.csv (every point), variance_fit.csv and variance.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -59,13 +61,21 @@ def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95) -> dict[st
     """Least-squares fit of log(relvar) = a + b log(n): slope b with its `level` confidence
     half-width (Student t, n_points - 2 degrees of freedom), intercept a, r^2."""
     x, y = np.log(np.asarray(n, np.float64)), np.log(np.asarray(relvar, np.float64))
-    if x.size < 3 or np.ptp(x) == 0:
+    if x.size != y.size or x.size < 3 or np.ptp(x) == 0:
         raise ValueError("fit_slope needs at least 3 points at 2 or more values of n")
-    fit = stats.linregress(x, y)
-    t = stats.t.ppf(0.5 + level / 2, x.size - 2)
-    return {"slope": float(fit.slope), "slope_ci": float(t * fit.stderr),
-            "slope_stderr": float(fit.stderr), "intercept": float(fit.intercept),
-            "r2": float(fit.rvalue**2), "points": int(x.size)}
+    if not np.all(np.isfinite(y)):
+        raise ValueError("fit_slope needs positive, finite values")
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx = float(dx @ dx)
+    slope = float(dx @ dy) / sxx
+    intercept = float(y.mean() - slope * x.mean())
+    sse = float(np.sum((dy - slope * dx) ** 2))
+    sst = float(dy @ dy)
+    stderr = math.sqrt(sse / (x.size - 2) / sxx)
+    t = float(stats.t.ppf(0.5 + level / 2, x.size - 2))
+    return {"slope": slope, "slope_ci": t * stderr, "slope_stderr": stderr,
+            "intercept": intercept, "r2": 1.0 - sse / sst if sst > 0 else 1.0,
+            "points": int(x.size)}
 
 
 def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator,
@@ -78,6 +88,50 @@ def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator,
               for _ in range(resamples)]
     lo, hi = np.percentile(values, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+@functools.cache
+def gradient_sampler(config, env, agent: int = 0):
+    """Compiled `(params, value_norm, keys, scenario_key) -> (pg, guidance)`: for each roll-out
+    key, agent `agent`'s plain policy gradient and guidance gradient (flattened, (n, P) each)
+    from the same roll-out, as in `dgpg.learners.gradient_stats.agent_gradient_samples` with
+    alpha = 0 and 1. The parameters are arguments, so one compilation serves every seed."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    from dgpg.analytical.cloud import WaterFillingModel
+    from dgpg.learners.networks import Actor
+    from dgpg.learners.ppo import gae, make_rollout
+
+    rollout = make_rollout(dataclasses.replace(config, algo="dgpg"), env)
+    actor = Actor(config.hidden)
+    model = WaterFillingModel(env)
+
+    def one(params, value_norm, key, scenario_key):
+        traj, last_value, _ = rollout(params, value_norm, key, scenario_key)
+        adv, _ = gae(traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda)
+        obs = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.obs)
+        ref = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.reference)
+        actions = traj.actions[:, agent : agent + 1]
+
+        def log_probs(actor_params):
+            return jax.nn.log_softmax(actor.apply(actor_params, obs), axis=-1)
+
+        def pg(actor_params):
+            logp_a = jnp.take_along_axis(log_probs(actor_params), actions[..., None],
+                                         axis=-1)[..., 0]
+            return -jnp.sum(jnp.where(obs.job_mask, adv[:, None, None] * logp_a, 0.0)) \
+                / adv.shape[0]
+
+        def guidance(actor_params):
+            probs = jnp.exp(log_probs(actor_params))
+            return jnp.mean(jax.vmap(model.guidance_loss)(probs, ref))
+
+        flat = [ravel_pytree(jax.grad(f)(params["actor"]))[0] for f in (pg, guidance)]
+        return tuple(flat)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,22 +163,25 @@ class GradientSpec:
         import jax
 
         from dgpg.envs.cloud import EnvConfig
-        from dgpg.learners.gradient_stats import agent_gradient_samples, relative_variance
+        from dgpg.learners.gradient_stats import relative_variance
         from dgpg.learners.ppo import TrainConfig, init_runner
 
         folder.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(algo="dgpg", hidden=self.hidden)
         env = EnvConfig(n_agents=self.n_agents, episode_steps=self.horizon)
-        runner = init_runner(jax.random.key(self.seed), config, env)
+        runner = jax.jit(init_runner, static_argnums=(1, 2))(jax.random.key(self.seed), config,
+                                                             env)
+        sample = gradient_sampler(config, env)
         keys = jax.random.split(jax.random.key(10_000 + self.seed), math.ceil(
             self.rollouts / self.chunk))
-        parts = {0.0: [], 1.0: []}
+        pgs, guides = [], []
         for i, k in enumerate(keys):
             size = min(self.chunk, self.rollouts - i * self.chunk)
-            for a in parts:  # same key: the same roll-outs for both
-                parts[a].append(agent_gradient_samples(
-                    config, env, runner, a, size, k, scenario_seed=self.seed, agent=0))
-        pg, guide = np.concatenate(parts[0.0]), np.concatenate(parts[1.0])
+            pg, guide = sample(runner.params, runner.value_norm, jax.random.split(k, size),
+                               jax.random.key(self.seed))
+            pgs.append(np.asarray(pg, np.float64))
+            guides.append(np.asarray(guide, np.float64))
+        pg, guide = np.concatenate(pgs), np.concatenate(guides)
         rng = np.random.default_rng(self.seed)
         out = {"spec": dataclasses.asdict(self), "parameters": int(pg.shape[1]), "alphas": {}}
         for a in ALPHAS:
