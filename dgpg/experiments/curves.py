@@ -66,6 +66,9 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
         key = "bestfit_central_val_return" if column == "val_return" else None
         if key and key in summary:
             reference = summary[key]
+    magnitudes = np.abs([r["mean"] for r in rows]) if rows else np.ones(1)
+    if magnitudes.max() > 20 * max(magnitudes.min(), 1.0):  # early returns dwarf late ones
+        ax.set_yscale("symlog", linthresh=10.0)
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label="best-fit-central")
     ax.set(xlabel="episode", ylabel=column.replace("_", " "),
