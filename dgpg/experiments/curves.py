@@ -1,7 +1,8 @@
 """Learning curves of training runs: validation return per episode, mean over seeds with a band.
 
 Reads each run folder's metrics.csv and summary.json (for the best-fit-central reference line)
-and writes one PNG plus a CSV of the plotted numbers.
+and writes one PNG, a CSV of the plotted numbers and a Markdown table of the runs' summaries
+(test return of the best checkpoint, episodes to converge, wall time).
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows = []
     reference = None
+    summaries = []
     for i, run_dir in enumerate(run_dirs):
         label, values, summary = load_curve(run_dir, column)
+        summaries.append((label, values.shape[1], summary))
         x = np.arange(1, values.shape[0] + 1)
         mean = np.nanmean(values, axis=1)
         lo, hi = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
@@ -80,3 +83,26 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
     plt.close(fig)
     if rows:
         atomic.write_csv(out_png.with_suffix(".csv"), rows, list(rows[0]))
+    atomic.write_text(out_png.with_suffix(".md"), summary_table(summaries))
+
+
+def summary_table(summaries: list[tuple[str, int, dict]]) -> str:
+    """Markdown table of (label, seeds, summary.json contents); '-' where a run has no summary
+    yet (it is unfinished)."""
+
+    def num(summary: dict, key: str, fmt: str) -> str:
+        value = summary.get(key)
+        return "-" if value is None else format(value, fmt)
+
+    lines = ["| run | seeds | test return (95 % CI) | best-fit-central test return | best val "
+             "return | episodes to converge | wall time (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, seeds, s in summaries:
+        test = (f"{s['test_return']:.2f} ± {s['test_return_ci']:.2f}"
+                if "test_return" in s else "-")
+        converge = s.get("episodes_to_converge", "-") if s else "-"
+        bfc = num(s, "bestfit_central_test_return", ".2f")
+        lines.append(f"| {label} | {seeds} | {test} | {bfc} | {num(s, 'best_val_return', '.2f')} | "
+                     f"{'not within 10 %' if converge is None else converge} | "
+                     f"{num(s, 'wall_seconds', '.0f')} |")
+    return "\n".join(lines) + "\n"
