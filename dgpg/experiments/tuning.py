@@ -78,3 +78,15 @@ def markdown(rows: list[dict], n_agents: int, episodes: int, seeds: int) -> str:
             lines.append(f"| {algo} | {r['learning_rate']:g} | {r['ent_coef']:g} | "
                          f"{b}{r['val_return']:.2f}{b} | {r['train_return_last5']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m dgpg.experiments.tuning [OUT]
+    import sys
+
+    from rich.progress import Progress
+
+    grid = len(ALGORITHMS) * len(LEARNING_RATES) * len(ENTROPY_COEFS)
+    with Progress() as bar:
+        task = bar.add_task("tuning sweep", total=grid)
+        sweep(Path(sys.argv[1] if len(sys.argv) > 1 else "results/tuning"),
+              progress=lambda row: bar.advance(task))
