@@ -154,6 +154,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic.write_csv(path, rows, fields)
 
 
+def n_axis(ax, ns: Sequence[int]) -> None:
+    """Log-scaled x axis of N with a plain label at each N of the grid."""
+    from matplotlib.ticker import NullFormatter
+
+    ns = sorted(set(ns))
+    ax.set_xscale("log")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 

@@ -159,7 +159,7 @@ def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
             style = {"lw": 1.5, "ls": "--", "color": "k", "marker": "."}
         ax.errorbar(n, cost, yerr=ci, capsize=3, label=name,
                     **({"color": f"C{i}"} | style))
-    ax.set_xscale("log")
+    common.n_axis(ax, [r["n_agents"] for r in rows])
     ax.set_yscale("log")
     ax.set(xlabel="N (agents)", ylabel="test cost = -return (lower is better)",
            title=f"Scalability: best checkpoint on 40 test scenarios ({grid.seeds} seed(s))")

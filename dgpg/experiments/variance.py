@@ -254,7 +254,7 @@ def _plot(rows, fits, grid: Grid, path: Path) -> None:
         x = np.geomspace(min(ns), max(ns), 50)
         ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=f"C{i}", lw=1,
                 label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
-    ax.set_xscale("log")
+    common.n_axis(ax, [r["n_agents"] for r in rows])
     ax.set_yscale("log")
     ax.set(xlabel="N (agents)", ylabel="relative variance  tr Var[g] / |E g|^2",
            title=f"Agent 0's gradient at a fixed policy ({grid.rollouts} roll-outs of "
