@@ -32,6 +32,11 @@ from dgpg.envs.cloud import EnvConfig
 
 HERE = Path(__file__).resolve().parent
 COUNTS = ("arrived", "admitted", "rejected", "shed", "completed")
+# Verdict: RSS is flat when its slope over the second half of the run is at most
+# FLAT_MIB_PER_MILLION (about 5 bytes a step; a leak of one state array per chunk or per step is
+# far above it), or when it rose by at most NOISE_MIB there (allocator noise, in short runs).
+FLAT_MIB_PER_MILLION = 5.0
+NOISE_MIB = 4.0
 
 
 def rss_mib() -> float:
@@ -137,14 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         "rss_end": rss[-1],
         "rss_max": rss.max(),
         "slope_second_half": slope_per_million(steps[half:], rss[half:]),
+        "rss_rise_second_half": rss[-1] - rss[half],
         "arrived": sum(r["arrived"] for r in rows),
         "unbalanced_chunks": sum(
             r["arrived"] != r["admitted"] + r["rejected"] + r["shed"] for r in rows),
         "nonfinite_rewards": sum(r["nonfinite"] for r in rows),
     }
+    flat = (result["slope_second_half"] <= FLAT_MIB_PER_MILLION
+            or result["rss_rise_second_half"] <= NOISE_MIB)
+    result["verdict"] = "flat" if flat else "growing"
     write_outputs(args.out, rows, result)
     print(f"RSS slope over the second half: {result['slope_second_half']:+.3f} MiB per million "
-          f"steps; {result['steps_per_s']:,.0f} steps/s; wrote {args.out}/soak.md")
+          f"steps ({result['verdict']}); {result['steps_per_s']:,.0f} steps/s; wrote "
+          f"{args.out}/soak.md")
     ok = result["unbalanced_chunks"] == 0 and result["nonfinite_rewards"] == 0
     return 0 if ok else 1
 
@@ -179,7 +189,11 @@ def write_outputs(out: Path, rows: list[dict], r: dict) -> None:
         f"{r['rss_after_first_chunk']:.1f} MiB, at the end {r['rss_end']:.1f} MiB, "
         f"highest {r['rss_max']:.1f} MiB.",
         f"- Slope of RSS over the second half of the run (least squares): "
-        f"**{r['slope_second_half']:+.3f} MiB per million steps**.",
+        f"**{r['slope_second_half']:+.3f} MiB per million steps**; RSS rose "
+        f"{r['rss_rise_second_half']:+.1f} MiB over the second half.",
+        f"- Verdict: **{r['verdict']}** (flat: a slope of at most {FLAT_MIB_PER_MILLION:g} MiB "
+        f"per million steps, about {FLAT_MIB_PER_MILLION * 2**20 / 1e6:.0f} bytes a step, or a "
+        f"rise of at most {NOISE_MIB:g} MiB over the second half).",
         f"- Throughput after compilation: {r['steps_per_s']:,.0f} environment steps/s "
         f"({r['steps_per_s'] * r['agents']:,.0f} agent-steps/s); wall time "
         f"{r['wall_seconds']:,.0f} s.",

@@ -7,6 +7,7 @@ line to stderr and exits with status 2; no traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,8 @@ def _output_dir(path: Path) -> Path:
         raise CLIError(f"cannot create output folder {str(path)!r}: {e}") from None
     if not path.is_dir():
         raise CLIError(f"output path {str(path)!r} is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CLIError(f"output folder {str(path)!r} is not writable")
     return path
 
 
@@ -166,10 +169,10 @@ def evaluate(
     if not policy and checkpoint is None:
         raise CLIError("give --policy NAME (one of: " + ", ".join(HEURISTICS) + ", all) "
                        "or --checkpoint PATH")
-    names = list(HEURISTICS) if policy and "all" in policy else list(policy or [])
-    for name in names:
-        if name not in HEURISTICS:
+    for name in policy or []:
+        if name not in HEURISTICS and name != "all":
             raise CLIError(f"unknown policy {name!r}; known: {', '.join(HEURISTICS)}, all")
+    names = list(HEURISTICS) if policy and "all" in policy else list(policy or [])
     try:
         config = EnvConfig(n_agents=agents)
     except ValueError as e:
@@ -303,15 +306,28 @@ def plot(
     ] = "val_return",
 ) -> None:
     """Plot learning curves of training runs (mean over seeds, min-max band)."""
-    from dgpg.experiments.curves import CurveError, plot_runs
+    from dgpg.experiments.curves import CurveError, load_curve, plot_runs, summary_table
 
     if out.suffix.lower() != ".png":
         raise CLIError(f"--out must name a .png file, got {str(out)!r}")
+    for run in runs:  # every run folder is read before anything is written
+        try:
+            label, values, summary = load_curve(run, column)
+            summary_table([(label, values.shape[1], summary)])
+        except CurveError as e:
+            raise CLIError(str(e)) from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            raise CLIError(f"cannot read run folder {str(run)!r}: its config.json, metrics.csv "
+                           "or summary.json is not one written by dgpg train") from None
+    if out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a folder; give a .png file")
     _output_dir(out.parent)
     try:
         plot_runs(list(runs), out, column)
     except CurveError as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot write {str(out)!r}: {e.strerror}") from None
     console.print(f"wrote {out} and {out.with_suffix('.csv')}")
 
 

@@ -82,6 +82,11 @@ class RunConfig:
         if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float | np.floating)
                 or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
             raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
+        # NumPy scalars become Python numbers, so that config.json can be written and compared
+        for name in limits:
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "alpha", float(self.alpha))
+        EnvConfig(n_agents=self.n_agents)  # ValueError if the environment cannot hold N
 
     def train_config(self) -> TrainConfig:
         """The learner's hyperparameters: shared defaults with the algorithm's tuned learning

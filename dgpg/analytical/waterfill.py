@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def water_level(load: jax.Array, capacity: jax.Array, total: jax.Array) -> jax.Array:
@@ -37,13 +38,51 @@ def waterfill(load: jax.Array, capacity: jax.Array, total: jax.Array) -> jax.Arr
 
     load: current load L_j >= 0; capacity: kappa_j > 0 (same units as load per unit of
     utilisation); total: W >= 0, the amount to place. Returns x* >= 0 with sum x* = W.
+    Concrete arguments outside this domain (NaN, infinite, negative, mismatched shapes) raise
+    ValueError (TypeError if not numbers); traced calls (under `jit` or `vmap`) are not checked.
     """
+    _check(load, capacity, total)
     load = jnp.asarray(load, jnp.float32)
     capacity = jnp.asarray(capacity, jnp.float32)
     total = jnp.asarray(total, jnp.float32)
     lam = water_level(load, capacity, total)
     x = jnp.maximum(0.0, lam * capacity - load)
     return jnp.where(total > 0, x, jnp.zeros_like(x))
+
+
+def _check(load, capacity, total) -> None:
+    """Raise unless the concrete arguments are in waterfill's domain; nothing when traced."""
+    if any(isinstance(v, jax.core.Tracer) for v in (load, capacity, total)):
+        return
+    arrays = {}
+    for name, value in (("load", load), ("capacity", capacity), ("total", total)):
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # e.g. ragged lists
+            array = np.asarray(None)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be real numbers, got {type(value).__name__} "
+                             f"of {array.dtype}")
+        arrays[name] = array.astype(np.float64)
+    load, capacity, total = arrays["load"], arrays["capacity"], arrays["total"]
+    if load.ndim != 1 or load.size == 0:
+        raise ValueError(f"load must be a non-empty 1-D array, got shape {load.shape}")
+    if capacity.shape != load.shape:
+        raise ValueError(f"capacity must have the shape of load {load.shape}, "
+                         f"got {capacity.shape}")
+    if total.ndim != 0:
+        raise ValueError(f"total must be a scalar, got shape {total.shape}")
+    limit = float(np.finfo(np.float32).max)
+    for name, v in arrays.items():
+        bad = v[~(np.abs(v) <= limit)]  # NaN, infinite, or beyond float32
+        if bad.size:
+            raise ValueError(f"{name} must be finite (float32), got {float(bad.flat[0])}")
+    if np.any(load < 0):
+        raise ValueError(f"load must be >= 0, got {float(load.min())}")
+    if np.any(capacity <= 0):
+        raise ValueError(f"capacity must be > 0, got {float(capacity.min())}")
+    if total < 0:
+        raise ValueError(f"total must be >= 0, got {float(total)}")
 
 
 def potential(load: jax.Array, capacity: jax.Array, x: jax.Array) -> jax.Array:

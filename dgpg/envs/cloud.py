@@ -90,15 +90,19 @@ class EnvConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {_show(value)}")
             if value > INT32_MAX - 1:
                 raise ValueError(f"{name} must be < 2**31 - 1 (int32 arrays), got {_show(value)}")
+            object.__setattr__(self, name, int(value))
         floats = ("arrival_rate", "tide_period", "tide_amplitude", "tide_noise",
                   "warm_utilisation", "overload_weight", "drop_weight")
         for name in floats:
             value = getattr(self, name)
-            number = isinstance(value, int | float | np.integer | np.floating)
+            if isinstance(value, np.integer | np.floating):
+                value = value.item()  # a Python number: np.float32(inf) <= 1e300 in float32
+            number = isinstance(value, int | float)
             if isinstance(value, bool) or not number or not abs(value) <= 1e300:  # NaN, inf
                 raise ValueError(f"{name} must be a finite number, got {_show(value)}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {_show(value)}")
+            object.__setattr__(self, name, value)
         if not 1 <= self.tide_period <= 1e9:
             raise ValueError(f"tide_period must be in [1, 1e9] steps, got {self.tide_period!r}")
         if self.tide_amplitude > 1:
