@@ -328,7 +328,7 @@ def plot(
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"cannot write {str(out)!r}: {e.strerror}") from None
-    console.print(f"wrote {out} and {out.with_suffix('.csv')}")
+    console.print(f"wrote {out}, {out.with_suffix('.csv')} and {out.with_suffix('.md')}")
 
 
 @app.command()

@@ -28,11 +28,18 @@ def load_curve(run_dir: Path, column: str = "val_return") -> tuple[str, np.ndarr
     """(label, (episodes, seeds) array of `column`, summary dict or {}) of one run folder."""
     metrics = run_dir / "metrics.csv"
     try:
-        with metrics.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        config = json.loads((run_dir / "config.json").read_text())["run"]
-    except (OSError, ValueError, KeyError) as e:
-        raise CurveError(f"cannot read run folder {run_dir}: {e}") from None
+        return _read_curve(run_dir, metrics, column)
+    except CurveError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise CurveError(f"cannot read run folder {run_dir}: it is not one written by dgpg "
+                         f"train ({type(e).__name__})") from None
+
+
+def _read_curve(run_dir: Path, metrics: Path, column: str) -> tuple[str, np.ndarray, dict]:
+    with metrics.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    config = json.loads((run_dir / "config.json").read_text())["run"]
     if not rows or column not in rows[0]:
         raise CurveError(f"{metrics} has no {column!r} values")
     episodes = sorted({int(r["episode"]) for r in rows})
@@ -42,6 +49,9 @@ def load_curve(run_dir: Path, column: str = "val_return") -> tuple[str, np.ndarr
         values[episodes.index(int(r["episode"])), seeds.index(int(r["seed"]))] = float(r[column])
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if not isinstance(summary, dict):
+        raise CurveError(f"{summary_path} is not a summary written by dgpg train")
+    summary_table([("check", 1, summary)])  # a malformed summary fails here, before any write
     label = config["algo"] if config["algo"] != "dgpg" else f"dgpg (alpha={config['alpha']})"
     return f"{label}, N={config['n_agents']}", values, summary
 
