@@ -65,8 +65,9 @@ def baseline_env(rev: str, agents: tuple[int, ...]) -> dict[int, dict]:
 
 
 def env_table(records: list[dict], baseline: dict[int, dict], rev: str | None) -> list[str]:
-    head = "| N | batch | agent-steps/s | step time per env (ms) | compile (s) | peak RSS (MB) |"
-    rule = "|---:|---:|---:|---:|---:|---:|"
+    head = ("| N | batch | agent-steps/s | step time per env (ms) | compile (s) | peak RSS (MB) |"
+            " load average |")
+    rule = "|---:|---:|---:|---:|---:|---:|---:|"
     if baseline:
         head += f" agent-steps/s at {rev} | speed-up |"
         rule += "---:|---:|"
@@ -74,7 +75,8 @@ def env_table(records: list[dict], baseline: dict[int, dict], rev: str | None) -
     for r in records:
         per_env_ms = 1000 * r["seconds"] / (r["steps"] * r["batch"])
         line = (f"| {r['n_agents']} | {r['batch']} | {r['agent_steps_per_s']:,.0f} | "
-                f"{per_env_ms:.3f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+                f"{per_env_ms:.3f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['load_average']:.1f} |")
         if baseline:
             b = baseline.get(r["n_agents"])
             line += (f" {b['agent_steps_per_s']:,.0f} | "
@@ -86,14 +88,15 @@ def env_table(records: list[dict], baseline: dict[int, dict], rev: str | None) -
 
 def train_table(records: list[dict]) -> list[str]:
     lines = ["| N | episodes | wall time (s) | of which compile (s) | s per episode after the "
-             "first | recompiles after episode 1 | test evaluation (s) | peak RSS (MB) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "first | recompiles after episode 1 | test evaluation (s) | peak RSS (MB) | "
+             "load average |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(
             f"| {r['n_agents']} | {r['episodes']} | {r['train_seconds']:.1f} | "
             f"{r['compile_seconds']:.1f} | {r['seconds_per_episode']:.2f} | "
             f"{r['recompiles_after_first_episode']} | {r['summary_seconds']:.1f} | "
-            f"{r['peak_rss_mb']:.0f} |")
+            f"{r['peak_rss_mb']:.0f} | {r['load_average']:.1f} |")
     return lines
 
 
@@ -139,7 +142,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Produced by `{command}` on {datetime.date.today().isoformat()}: "
         f"{device.platform} ({device.device_kind}), {os.cpu_count()} CPU cores, "
-        f"Python {platform.python_version()}, JAX {jax.__version__}.",
+        f"Python {platform.python_version()}, JAX {jax.__version__}. The load average (1 "
+        "minute, at the end of each measurement) shows whether other work shared the CPUs: "
+        f"above {os.cpu_count()}, timings are pessimistic.",
         "",
         "## Environment throughput",
         "",

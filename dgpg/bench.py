@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -158,6 +159,7 @@ def peak_rss_mb() -> float:
 def _measure(name: str, kwargs: dict) -> dict:
     record = {"env": env_throughput, "train": train_timing}[name](**kwargs)
     record["peak_rss_mb"] = peak_rss_mb()
+    record["load_average"] = os.getloadavg()[0]  # > CPU count: others shared the machine
     return record
 
 
