@@ -275,9 +275,13 @@ def test_variance_reduced(tmp_path):
     _files(tmp_path / "variance", "variance")
     assert [f["alpha"] for f in result["fits"]] == [0.0, 0.5]
     for f in result["fits"]:
-        assert np.isfinite(f["slope"]) and f["points"] == 4
+        assert f["points"] == 4 and 0 <= f["resolved_points"] <= 4
+        assert np.isfinite(f["slope"]) == (f["resolved_points"] >= 3)
     for r in result["rows"]:
         assert r["relative_variance"] > 0 and r["ci_low"] <= r["ci_high"]
+        assert r["lower_bound"] > 0
+        if r["resolved"]:
+            assert r["lower_bound"] <= r["relative_variance"] * (1 + 1e-9)
 
 
 def test_nash_quick_cli(tmp_path):
@@ -337,6 +341,23 @@ def test_fit_slope_recovers_known_slopes(slope):
         assert abs(fit["slope"] - slope) < 0.15 and 0.0 < fit["slope_ci"] < 0.2
         covered += abs(fit["slope"] - slope) <= fit["slope_ci"]
     assert 0.91 <= covered / trials <= 0.99  # a 95 % interval covers the true slope
+
+
+def test_signal_resolution_on_synthetic_samples():
+    """|E g|^2 is called resolved when it is clearly above its noise, and the lower bound of an
+    unresolved relative variance stays below the true one."""
+    rng = np.random.default_rng(1)
+    n, p = 64, 40
+    scales = np.linspace(0.2, 3.0, p)
+    trace = float(np.sum(scales**2))
+    for factor, lo, hi in ((0.0, 0.0, 0.1), (20.0, 0.95, 1.0)):
+        mean = np.full(p, np.sqrt(factor * trace / n / p))
+        true = trace / max(float(mean @ mean), 1e-300)
+        found = [variance.signal(mean + rng.normal(size=(n, p)) * scales) for _ in range(100)]
+        assert lo <= np.mean([f["resolved"] for f in found]) <= hi
+        assert np.mean([f["lower_bound"] <= true for f in found]) >= 0.9
+        z = [(f["squared_mean_unbiased"] - mean @ mean) / f["squared_mean_se"] for f in found]
+        assert abs(np.mean(z)) < 0.4 and 0.6 < np.std(z) < 1.4  # a calibrated standard error
 
 
 def test_fit_slope_needs_two_values_of_n():

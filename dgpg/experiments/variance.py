@@ -8,9 +8,15 @@ roll-outs, so every alpha is an exact linear combination of the two; the experim
 alpha = 0 and alpha = 0.5 (and stores 0.25, 0.75, 1 in the CSV).
 
 The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar) = a + b log N,
-by least squares over every (N, seed) point; the 95 % CI of the slope b uses the Student t
-quantile with the regression's standard error. Error bars on the points are bootstrap 95 %
-intervals over roll-outs.
+by least squares over every resolved (N, seed) point; the 95 % CI of the slope b uses the
+Student t quantile with the regression's standard error. Error bars on the points are bootstrap
+95 % intervals over roll-outs.
+
+Resolution: |E g|^2 is estimated without bias as |mean|^2 - tr Var / n, whose standard error is
+about sqrt(4 m'Sm / n + 2 tr(S^2) / n^2) (S the covariance, m the mean). When the plain policy
+gradient's mean is small next to its noise, n roll-outs cannot measure it: a point is *resolved*
+when the estimate exceeds twice its standard error. An unresolved point gives only a lower bound,
+tr Var / (estimate + 2 standard errors), drawn as a triangle and left out of the fit.
 
 Cost: one roll-out stores the whole trajectory of every agent (observations and references),
 about 2 MB per agent at T = 200, so the experiment uses a horizon of 50 steps at every N and
@@ -53,8 +59,8 @@ class Grid:
     hidden: int = 64
 
 
-FULL = Grid()
-QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=32, chunk=32)
+FULL = Grid(rollouts=1024)
+QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=1024, chunk=32)
 
 
 def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95) -> dict[str, float]:
@@ -76,6 +82,29 @@ def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95) -> dict[st
     return {"slope": slope, "slope_ci": t * stderr, "slope_stderr": stderr,
             "intercept": intercept, "r2": 1.0 - sse / sst if sst > 0 else 1.0,
             "points": int(x.size)}
+
+
+def signal(samples: np.ndarray) -> dict[str, float | bool]:
+    """Unbiased |E g|^2 of samples (n, P), its standard error, whether it is resolved (above
+    twice the standard error) and the lower bound on the relative variance it implies."""
+    x = np.asarray(samples, np.float64)
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    centred = x - mean
+    trace = float(np.sum(centred**2)) / (n - 1)
+    estimate = float(mean @ mean) - trace / n
+    gram = centred @ centred.T / (n - 1)  # (n, n): tr(S^2) = |gram|_F^2, without P x P
+    tr_s2 = float(np.sum(gram**2))
+    if n > 2:  # unbiased for Gaussian samples; the plain tr(S^2) is high by about tr(S)^2 / n
+        tr_s2 = max((n - 1) ** 2 / ((n - 2) * (n + 1)) * (tr_s2 - trace**2 / (n - 1)),
+                    tr_s2 / n)
+    # m'Sm of the sample mean is high by tr(S^2) / n
+    m_s_m = max(float(np.sum((centred @ mean) ** 2)) / (n - 1) - tr_s2 / n, 0.0)
+    se = math.sqrt(max(4.0 * m_s_m / n + 2.0 * tr_s2 / n**2, 0.0))
+    upper = max(estimate, 0.0) + 2.0 * se
+    return {"squared_mean_unbiased": estimate, "squared_mean_se": se,
+            "resolved": bool(estimate > 2.0 * se),
+            "lower_bound": trace / upper if upper > 0 else math.inf}
 
 
 def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator,
@@ -157,6 +186,8 @@ class GradientSpec:
             return None
         if not isinstance(data, dict) or data.get("spec") != dataclasses.asdict(self):
             return None
+        if not all("resolved" in r for r in data.get("alphas", {}).values()):
+            return None  # written before resolution was recorded: sample again
         return data
 
     def execute(self, folder: Path) -> dict[str, Any]:
@@ -186,7 +217,7 @@ class GradientSpec:
         out = {"spec": dataclasses.asdict(self), "parameters": int(pg.shape[1]), "alphas": {}}
         for a in ALPHAS:
             g = (1.0 - a) * pg + a * guide
-            r = relative_variance(g)
+            r = relative_variance(g) | signal(g)
             r["ci_low"], r["ci_high"] = bootstrap_interval(g, rng)
             out["alphas"][f"{a:g}"] = r
         atomic.write_json(folder / "result.json", out)
@@ -218,13 +249,11 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                          "rollouts": spec.rollouts, "horizon": spec.horizon,
                          "relative_variance": r["relative_variance"],
                          "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                         "variance": r["variance"], "squared_mean_norm": r["squared_mean_norm"]})
-    fits = []
-    for a in REPORTED:
-        mine = [r for r in rows if r["alpha"] == a]
-        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
-                        np.array([r["relative_variance"] for r in mine]))
-        fits.append({"alpha": a, **fit})
+                         "resolved": r["resolved"], "lower_bound": r["lower_bound"],
+                         "variance": r["variance"],
+                         "squared_mean_unbiased": r["squared_mean_unbiased"],
+                         "squared_mean_se": r["squared_mean_se"]})
+    fits = [fit_resolved(rows, a) for a in REPORTED]
 
     _plot(rows, fits, grid, opts.out / "variance.png")
     common.write_csv(opts.out / "variance.csv", rows)
@@ -233,56 +262,83 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     return {"fits": fits, "rows": rows, "seconds": report.seconds}
 
 
-def _geomean_by_n(rows, alpha, column):
-    ns = sorted({r["n_agents"] for r in rows})
-    return ns, [float(np.exp(np.mean([np.log(r[column]) for r in rows
-                                      if r["alpha"] == alpha and r["n_agents"] == n])))
-                for n in ns]
+def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """The slope fit over the resolved points of one alpha; NaN where they are too few."""
+    mine = [r for r in rows if r["alpha"] == alpha and r["resolved"]]
+    found = {"alpha": alpha, "resolved_points": len(mine),
+             "points": sum(r["alpha"] == alpha for r in rows)}
+    try:
+        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
+                        np.array([r["relative_variance"] for r in mine]))
+    except ValueError:
+        nan = float("nan")
+        return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
+                        "r2": nan}
+    fit.pop("points")
+    return found | fit
 
 
 def _plot(rows, fits, grid: Grid, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, fit in enumerate(fits):
         a = fit["alpha"]
-        ns, mid = _geomean_by_n(rows, a, "relative_variance")
-        _, lo = _geomean_by_n(rows, a, "ci_low")
-        _, hi = _geomean_by_n(rows, a, "ci_high")
-        mid, lo, hi = np.array(mid), np.array(lo), np.array(hi)
+        color = f"C{i}"
         name = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
-        ax.errorbar(ns, mid, yerr=[mid - np.minimum(lo, mid), np.maximum(hi, mid) - mid],
-                    fmt="o", color=f"C{i}", capsize=3, label=name)
-        x = np.geomspace(min(ns), max(ns), 50)
-        ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=f"C{i}", lw=1,
-                label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+        good = [r for r in rows if r["alpha"] == a and r["resolved"]]
+        bad = [r for r in rows if r["alpha"] == a and not r["resolved"]]
+        if good:
+            mid = np.array([r["relative_variance"] for r in good])
+            lo = np.minimum([r["ci_low"] for r in good], mid)
+            hi = np.maximum([r["ci_high"] for r in good], mid)
+            ax.errorbar([r["n_agents"] for r in good], mid, yerr=[mid - lo, hi - mid], fmt="o",
+                        color=color, capsize=3, label=name)
+        if bad:
+            ax.plot([r["n_agents"] for r in bad], [r["lower_bound"] for r in bad], "^",
+                    color=color, mfc="none",
+                    label=f"{name}: not resolved, lower bound")
+        if np.isfinite(fit["slope"]):
+            ns = [r["n_agents"] for r in good]
+            x = np.geomspace(min(ns), max(ns), 50)
+            ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=color, lw=1,
+                    label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
     common.n_axis(ax, [r["n_agents"] for r in rows])
     ax.set_yscale("log")
     ax.set(xlabel="N (agents)", ylabel="relative variance  tr Var[g] / |E g|^2",
            title=f"Agent 0's gradient at a fixed policy ({grid.rollouts} roll-outs of "
                  f"{grid.horizon} steps, {grid.seeds} seed(s))")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     common.save(fig, path)
 
 
 def markdown(rows, fits, grid: Grid) -> str:
     head = (f"Relative variance of agent 0's gradient at a fixed (initial) policy; "
             f"{grid.rollouts} roll-outs of {grid.horizon} steps per point, {grid.seeds} "
-            "seed(s) per N. Fit: log(relvar) = a + b log N over every (N, seed) point, "
-            "95 % CI of b from the t distribution.\n\n")
+            "seed(s) per N. Fit: log(relvar) = a + b log N over the resolved (N, seed) points, "
+            "95 % CI of b from the t distribution. A point is resolved when the unbiased "
+            "estimate of |E g|^2 exceeds twice its standard error; otherwise only a lower "
+            "bound on the relative variance is known (shown as >= bound).\n\n")
+
+    def slope(f):
+        if not np.isfinite(f["slope"]):
+            return ["not resolved", "", "", ""]
+        return [f"{f['slope']:.3f}",
+                f"[{f['slope'] - f['slope_ci']:.3f}, {f['slope'] + f['slope_ci']:.3f}]",
+                f"{f['intercept']:.3f}", f"{f['r2']:.3f}"]
+
     fit_table = common.md_table(
-        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points"],
-        [[f"{f['alpha']:g}", f"{f['slope']:.3f}",
-          f"[{f['slope'] - f['slope_ci']:.3f}, {f['slope'] + f['slope_ci']:.3f}]",
-          f"{f['intercept']:.3f}", f"{f['r2']:.3f}", f["points"]] for f in fits])
+        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "resolved points"],
+        [[f"{f['alpha']:g}", *slope(f), f"{f['resolved_points']}/{f['points']}"]
+         for f in fits])
+
+    def cell(r):
+        if not r["resolved"]:
+            return f">= {r['lower_bound']:.3g}"
+        return f"{r['relative_variance']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
+
     ns = sorted({r["n_agents"] for r in rows})
-    per_n = []
-    for n in ns:
-        cells = [n]
-        for a in REPORTED:
-            mine = [r for r in rows if r["n_agents"] == n and r["alpha"] == a]
-            cells.append(", ".join(f"{r['relative_variance']:.3g} [{r['ci_low']:.3g}, "
-                                   f"{r['ci_high']:.3g}]" for r in mine))
-        per_n.append(cells)
+    per_n = [[n, *[", ".join(cell(r) for r in rows if r["n_agents"] == n and r["alpha"] == a)
+                   for a in REPORTED]] for n in ns]
     point_table = common.md_table(
         ["N", *[f"relvar, alpha={a:g} (bootstrap 95 % CI), per seed" for a in REPORTED]],
         per_n)
