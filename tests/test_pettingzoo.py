@@ -107,7 +107,8 @@ def test_observations_in_space(env3: HeteroCloudParallelEnv) -> None:
 
 
 def test_space_shapes(env3: HeteroCloudParallelEnv) -> None:
-    env = parallel_env(n_agents=5, seed=0, jobs_per_step=4, **SHORT)  # spaces only: no compile
+    # spaces only: no compile
+    env = parallel_env(n_agents=5, seed=0, jobs_per_step=4, arrival_rate=0.5, **SHORT)
     K, J, M = env.config.n_candidates, 4, env.config.n_servers
     assert (K, M) == (8, 10)
     assert env.possible_agents == [f"dispatcher_{i}" for i in range(5)]

@@ -175,10 +175,13 @@ def test_value_norm_running_statistics():
 @pytest.fixture(scope="module")
 def guidance_setup():
     cfg = EnvConfig(n_agents=4, episode_steps=10)
-    state = jax.jit(cloud.reset, static_argnums=1)(jax.random.key(5), cfg)
-    model = WaterFillingModel(cfg)
-    ref = jax.jit(model.reference)(state)
-    assert int(np.sum(np.asarray(ref.mask))) >= 3  # jobs present
+    reset, model = jax.jit(cloud.reset, static_argnums=1), WaterFillingModel(cfg)
+    reference = jax.jit(model.reference)
+    for seed in range(50):  # the first scenario whose opening step holds 3 or more jobs
+        ref = reference(reset(jax.random.key(seed), cfg))
+        if int(np.sum(np.asarray(ref.mask))) >= 3:
+            break
+    assert int(np.sum(np.asarray(ref.mask))) >= 3
     return cfg, model, ref, jax.jit(model.guidance_loss), jax.jit(jax.grad(model.guidance_loss))
 
 
