@@ -337,10 +337,28 @@ def bench(
         str, typer.Option("--agents", help="Comma-separated N values.")
     ] = "10,100,1000,10000",
     steps: Annotated[int, typer.Option("--steps", min=1, max=100_000)] = 50,
+    train: Annotated[
+        str, typer.Option("--train", help="Also time DG-PG training: comma-separated "
+                          "N:EPISODES, e.g. 20:10,200:10,1500:20.")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
-    """Environment throughput (agent-steps per second, compiled, a batch of environments)."""
-    from dgpg.bench import env_throughput
+    """Environment throughput (agent-steps per second, compiled, a batch of environments) and,
+    with --train, DG-PG training wall time (compilation reported apart)."""
+    from dgpg.bench import env_throughput, train_timing
+
+    train_runs = []
+    for spec in (t.strip() for t in train.split(",") if t.strip()):
+        try:
+            n_text, episodes_text = spec.split(":")
+            n, episodes = int(n_text), int(episodes_text)
+        except ValueError:
+            raise CLIError(f"--train must be comma-separated N:EPISODES, got {train!r}") from None
+        if not (1 <= n <= 16383 and 1 <= episodes <= 10_000):
+            raise CLIError(f"--train {spec!r}: N must be in [1, 16383], episodes in [1, 10000]")
+        train_runs.append((n, episodes))
+    if train.strip() and not train_runs:
+        raise CLIError(f"--train must be comma-separated N:EPISODES, got {train!r}")
 
     try:
         ns = [int(a) for a in agents.split(",") if a.strip()]
@@ -359,10 +377,15 @@ def bench(
     with _progress() as progress:
         for n in ns:
             task = progress.add_task(f"benchmarking N={n}")
-            records.append(env_throughput(n, steps=steps))
+            records.append({"kind": "env", **env_throughput(n, steps=steps)})
+            progress.remove_task(task)
+        timings = []
+        for n, episodes in train_runs:
+            task = progress.add_task(f"training DG-PG at N={n}, {episodes} episodes")
+            timings.append({"kind": "train", **train_timing(n, episodes)})
             progress.remove_task(task)
     if as_json:
-        print(json.dumps(records, indent=2))
+        print(json.dumps(records + timings, indent=2))
         return
     table = Table(title=f"HeteroCloud environment throughput ({records[0]['device']})")
     for col in ("N", "batch", "agent-steps/s", "step time (ms, whole batch)", "compile (s)"):
@@ -373,6 +396,16 @@ def bench(
             f"{1000 * r['seconds'] / r['steps']:.2f}", f"{r['compile_seconds']:.1f}",
         )
     console.print(table)
+    if timings:
+        table = Table(title="DG-PG training, one seed")
+        for col in ("N", "episodes", "wall time (s)", "of which compile (s)", "s / episode",
+                    "recompiles"):
+            table.add_column(col, justify="right")
+        for r in timings:
+            table.add_row(str(r["n_agents"]), str(r["episodes"]), f"{r['train_seconds']:.1f}",
+                          f"{r['compile_seconds']:.1f}", f"{r['seconds_per_episode']:.2f}",
+                          str(r["recompiles_after_first_episode"]))
+        console.print(table)
 
 
 def _fail(message: str) -> None:

@@ -56,6 +56,7 @@ def no_work():
         mp.setattr(training, "train", _refuse)
         mp.setattr(dgpg.evaluation, "evaluate", _refuse)
         mp.setattr(dgpg.bench, "env_throughput", _refuse)
+        mp.setattr(dgpg.bench, "train_timing", _refuse)
         mp.setattr(dgpg.experiments.curves, "plot_runs", _refuse)
         mp.setattr(cli, "_run_experiment", _refuse)
         yield
@@ -398,6 +399,9 @@ def test_bench_refuses_bad_input(area, data):
         "agents": (_opt("--agents", st.sampled_from(["1", "1,2", " 3 , 4", "1,,2"])),
                    _opt("--agents", _bad_agent_list())),
         "steps": (_opt("--steps", _good_int(1, 100_000)), _opt("--steps", _bad_int(1, 100_000))),
+        "train": (_opt("--train", st.sampled_from(["", "2:1", "20:10,200:10"])),
+                  _opt("--train", st.sampled_from(["5", "5:", ":3", "0:3", "3:0", "2:x",
+                                                   "1:2:3", "99999:1", ",", "nan:1"]))),
         "json": _flag("--json"),
     }
     _check_refused(area, _argv(data, "bench", options))
