@@ -104,6 +104,15 @@ def converge_per_seed(values: np.ndarray, reference: float) -> list[int | None]:
     return [episodes_to_converge(values[:, s], reference) for s in range(values.shape[1])]
 
 
+def first_within(values: np.ndarray, reference: float) -> int | None:
+    """First episode whose mean (over seeds) return is within the convergence tolerance of
+    `reference`, even if later ones fall out again; None if none is."""
+    from dgpg.training import CONVERGENCE_TOLERANCE
+
+    ok = values.mean(axis=1) >= reference - CONVERGENCE_TOLERANCE * abs(reference)
+    return int(np.argmax(ok)) + 1 if ok.any() else None
+
+
 def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
     """The numbers of one training run that the tables report."""
     ref = summary["bestfit_central_val_return"]
@@ -115,6 +124,7 @@ def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[
         "episodes_to_converge": summary["episodes_to_converge"],
         "converged_seeds": sum(c is not None for c in per_seed),
         "episodes_to_converge_per_seed": json.dumps(per_seed),
+        "first_episode_within": first_within(values, ref),
         "final_val_return": float(final.mean()),
         "final_val_return_std": float(final.std()),
         "best_val_return": summary["best_val_return"],

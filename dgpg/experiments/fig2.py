@@ -75,12 +75,15 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
             f"Final = mean greedy validation return of the last {common.FINAL_WINDOW} episodes "
             "(± std over seeds); test = best-on-validation checkpoint on the 40 test scenarios "
             "(± 95 % CI); converge = episodes until the 5-episode rolling mean stays within "
-            "10 % of best-fit-central (mean curve; seeds that converge).\n\n")
+            "10 % of best-fit-central (mean curve; seeds that converge); first within 10 % = "
+            "the first episode within 10 %, whether or not it stays.\n\n")
     table = common.md_table(
         ["alpha", "final val return", "test return", "best-fit-central test", "converge",
-         "seeds converged"],
+         "seeds converged", "first within 10 %"],
         [[f"{r['alpha']:g}", common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["bestfit_central_test_return"]), common.fmt(r["episodes_to_converge"]),
-          f"{r['converged_seeds']}/{r['seeds']}"] for r in rows])
+          f"{r['converged_seeds']}/{r['seeds']}",
+          common.fmt(r["first_episode_within"]).replace("not converged", "never")]
+         for r in rows])
     return head + table

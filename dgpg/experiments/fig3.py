@@ -82,14 +82,16 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     head = (f"{grid.seeds} seed(s) per run. Converge = episodes until the 5-episode rolling "
             "mean of the greedy validation return stays within 10 % of best-fit-central "
-            "(mean curve over seeds; and how many seeds converge on their own). Final = mean "
+            "(mean curve over seeds; and how many seeds converge on their own); first within "
+            "10 % = the first episode within 10 %, whether or not it stays. Final = mean "
             f"of the last {common.FINAL_WINDOW} episodes (± std over seeds); test = "
             "best-on-validation checkpoint on the 40 test scenarios (± 95 % CI).\n\n")
     table = common.md_table(
-        ["N", "algorithm", "episodes", "converge", "seeds converged", "final val return",
-         "test return", "best-fit-central test"],
+        ["N", "algorithm", "episodes", "converge", "seeds converged", "first within 10 %",
+         "final val return", "test return", "best-fit-central test"],
         [[r["n_agents"], r["algo"], r["episodes"], common.fmt(r["episodes_to_converge"]),
           f"{r['converged_seeds']}/{r['seeds']}",
+          common.fmt(r["first_episode_within"]).replace("not converged", "never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["bestfit_central_test_return"])] for r in rows])
