@@ -5,7 +5,7 @@ runs only what is missing and ends with exactly one result per grid point, equal
 uninterrupted sweep; the same grid on a local Ray instance (skipped without Ray). Experiments:
 every figure's code runs on a reduced grid and writes its PNG, CSV and Markdown files; `nash
 --quick` runs through the command line. The variance experiment's slope estimator recovers known
-slopes on synthetic data.
+slopes on synthetic data, and its test of whether a mean gradient is resolved is calibrated.
 
 For speed every training run of this module is the same tiny configuration (N = 2, 3 episodes
 of 20 steps, 2 update epochs of 2 minibatches, width 16) with seeds 0 and 1, and every process
