@@ -9,7 +9,7 @@ resident memory and its compilations are its own. The environment is measured wi
 `dgpg.bench.env_throughput` (a compiled scan over a batch of environments, best of a few
 calls); training with `dgpg.bench.train_timing` (`dgpg train` of one seed, compile time taken
 from JAX's monitoring events). With --baseline-rev the same environment benchmark runs on a
-checkout of REV (a temporary git worktree) in the same session, so that the reported ratios
+checkout of REV (a temporary git worktree) in the same run, so that the reported ratios
 compare like with like. Results are written atomically as Markdown and JSON.
 """
 
