@@ -297,11 +297,10 @@ def test_dgpg_learns_small():
     assert final_ret >= ref - 0.1 * abs(ref), (final_ret, ref)
 
 
-@pytest.mark.slow
 def test_dgpg_learns_n5():
     """DG-PG at N = 5 with the default configurations, 20 episodes from seed 0: the final greedy
     policy is within 10 % of the `analytical` heuristic on the validation scenarios and beats the
-    initial policy. About 2 minutes on 2 CPU cores, mostly compilation."""
+    initial policy. About 30 s on 2 idle CPU cores, mostly compilation."""
     t0 = time.perf_counter()
     env_config, config = EnvConfig(n_agents=5), TrainConfig()
     assert config.algo == "dgpg"
