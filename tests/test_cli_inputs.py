@@ -12,10 +12,8 @@ under the test's folder.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
-import io
 import json
 import os
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_harness import run_cli, snapshot
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -60,24 +59,6 @@ def no_work():
         mp.setattr(dgpg.experiments.curves, "plot_runs", _refuse)
         mp.setattr(cli, "_run_experiment", _refuse)
         yield
-
-
-def _main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main(argv)
-        except SystemExit as e:
-            code = e.code
-        else:
-            code = 0
-    return code, out.getvalue(), err.getvalue()
-
-
-def _snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under `folder`."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
 
 
 def _metrics_csv(rows: int = 2) -> list[dict]:
@@ -182,14 +163,14 @@ def area(tmp_path_factory) -> Area:
 
 def _check_refused(area: Area, argv: list[str]) -> str:
     """Run the CLI on bad input: exit 2, one line on stderr, nothing changed."""
-    before = _snapshot(area.root)
-    code, stdout, stderr = _main(argv)
+    before = snapshot(area.root)
+    code, stdout, stderr = run_cli(argv)
     assert code == 2, (argv, code, stdout, stderr)
     assert "Traceback" not in stdout + stderr, argv
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("dgpg: error: ") and lines[0][13:].strip(), \
         (argv, stderr)
-    assert _snapshot(area.root) == before, argv
+    assert snapshot(area.root) == before, argv
     return lines[0]
 
 
@@ -433,7 +414,7 @@ def test_valid_names_still_reach_the_work(area):
                  ["reproduce", "fig2", "--out", str(area.fresh), "--quick"]):
         try:
             with pytest.raises(ReachedWork):
-                _main(argv)
+                run_cli(argv)
         finally:
             for p in (area.fresh, area.fresh.parent):  # the output folder, made first
                 if p.exists():

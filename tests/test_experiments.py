@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_harness import snapshot
 
 from dgpg.experiments import fig2, fig3, fig4, fig5, nash, sweep, variance
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
@@ -77,11 +78,6 @@ def _results(out: Path) -> dict[str, dict]:
         found[folder.name] = {"summary": summary, "metrics": rows,
                               "best": (folder / "checkpoints" / "best.ckpt").read_bytes()}
     return found
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _start_sweep(out: Path) -> subprocess.Popen:
@@ -144,10 +140,10 @@ def test_uninterrupted_sweep(reference):
     # the two seeds are different runs
     assert results[keys[0]]["metrics"] != results[keys[1]]["metrics"]
     # a second sweep finds everything finished and does nothing
-    before = _snapshot(out / "runs")
+    before = snapshot(out / "runs", folders=False)
     again = run_grid(GRID, out, workers=1)
     assert again.ran == [] and again.skipped == keys
-    assert _snapshot(out / "runs") == before
+    assert snapshot(out / "runs", folders=False) == before
 
 
 def test_killed_sweep_runs_only_missing(reference, tmp_path):
@@ -165,13 +161,13 @@ def test_killed_sweep_runs_only_missing(reference, tmp_path):
     _kill(proc)
     finished = {p.parent.name for p in (out / "runs").glob("*/summary.json")}
     assert first.name in finished and len(finished) < len(GRID)
-    kept = {name: _snapshot(out / "runs" / name) for name in finished}
+    kept = {name: snapshot(out / "runs" / name, folders=False) for name in finished}
 
     report = run_grid(GRID, out, workers=1)
     assert sorted(report.skipped) == sorted(finished)
     assert sorted(report.ran) == sorted({s.key for s in GRID} - finished)
     for name, files in kept.items():  # finished runs are not touched
-        assert _snapshot(out / "runs" / name) == files
+        assert snapshot(out / "runs" / name, folders=False) == files
     assert _results(out) == _results(reference[0])
 
 
@@ -264,9 +260,9 @@ def test_fig4_reduced(runs, tmp_path):
     assert by_policy["best-fit-central"]["test_return"] == pytest.approx(
         summary["bestfit_central_test_return"], rel=1e-9)
     # a second run finds every task finished
-    before = _snapshot(runs / "runs")
+    before = snapshot(runs / "runs", folders=False)
     fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
-    assert _snapshot(runs / "runs") == before
+    assert snapshot(runs / "runs", folders=False) == before
 
 
 def test_variance_reduced(tmp_path):

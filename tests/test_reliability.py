@@ -11,10 +11,8 @@ episode by a cheap stand-in that produces a NaN or an infinity on cue.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
 import json
 import os
 import pickle
@@ -29,11 +27,12 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 import pytest
+from cli_harness import run_cli, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from dgpg import atomic, checkpoint, cli, training
+from dgpg import atomic, checkpoint, training
 from dgpg.checkpoint import CheckpointError
 from dgpg.envs.cloud import EnvConfig, shed_fraction
 from dgpg.learners.ppo import Runner, ValueNorm
@@ -86,12 +85,6 @@ def _without_wall(x):
     if isinstance(x, list):
         return [_without_wall(r) for r in x]
     return {k: v for k, v in x.items() if k != "wall_seconds"}
-
-
-def _snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under `folder`."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
 
 
 def _is_temporary(name: str) -> bool:
@@ -427,18 +420,6 @@ def test_checkpoint_loading_never_executes_code(good_checkpoint, tmp_path):
         _load(bad)
 
 
-def _main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main(argv)
-        except SystemExit as e:
-            code = e.code
-        else:
-            code = 0
-    return code, out.getvalue(), err.getvalue()
-
-
 def _assert_one_error_line(code: int, stdout: str, stderr: str) -> str:
     assert code == 2, (code, stdout, stderr)
     assert "Traceback" not in stdout + stderr
@@ -462,22 +443,22 @@ def test_cli_rejects_corrupt_checkpoints_with_exit_2(good_checkpoint, tmp_path):
     for name, data in variants.items():
         bad = tmp_path / f"{name.replace(' ', '_')}.ckpt"
         bad.write_bytes(data)
-        before = _snapshot(tmp_path)
-        line = _assert_one_error_line(*_main(["evaluate", "--agents", "2", "--checkpoint",
+        before = snapshot(tmp_path)
+        line = _assert_one_error_line(*run_cli(["evaluate", "--agents", "2", "--checkpoint",
                                               str(bad)]))
         assert str(bad) in line, name
-        assert _snapshot(tmp_path) == before
+        assert snapshot(tmp_path) == before
     # resume: a run folder whose last.ckpt is corrupt
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     config = RunConfig("dgpg", 2, 3).to_json()
     atomic.write_json(run / "config.json", config)
     (run / "checkpoints" / "last.ckpt").write_bytes(variants["flipped"])
-    before = _snapshot(run)
-    line = _assert_one_error_line(*_main(["train", "--agents", "2", "--episodes", "3",
+    before = snapshot(run)
+    line = _assert_one_error_line(*run_cli(["train", "--agents", "2", "--episodes", "3",
                                           "--out", str(run), "--resume"]))
     assert "checksum" in line
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
 
 # --------------------------------------------------------------------------- 4. numerical faults
@@ -550,12 +531,12 @@ def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(
     out = tmp_path / "run"
     after: dict[int, dict] = {}
     with pytest.raises(RunError) as info:
-        training.train(out, run, on_episode=lambda e, s: after.update({e: _snapshot(out)}))
+        training.train(out, run, on_episode=lambda e, s: after.update({e: snapshot(out)}))
     message = str(info.value)
     assert f"episode {bad_episode}" in message and "episode 2) is kept" in message
     assert ("network parameters" if what == "params" else what) in message
     assert sorted(after) == [1, 2]
-    assert _snapshot(out) == after[2]  # nothing of episode 3 was written
+    assert snapshot(out) == after[2]  # nothing of episode 3 was written
     meta, _ = checkpoint.read(out / "checkpoints" / "last.ckpt")
     assert meta["episode"] == 2
     assert {int(r["episode"]) for r in _rows(out)} == {1, 2}
@@ -564,7 +545,7 @@ def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(
 def test_non_finite_reward_through_the_cli_is_one_line(tmp_path, fake_learner):
     fake_learner(1, "return")
     out = tmp_path / "run"
-    line = _assert_one_error_line(*_main(["train", "--agents", "2", "--episodes", "4",
+    line = _assert_one_error_line(*run_cli(["train", "--agents", "2", "--episodes", "4",
                                           "--seeds", "2", "--out", str(out)]))
     assert "episode 1" in line and "non-finite return" in line
     assert "no checkpoint was written" in line

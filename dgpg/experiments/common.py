@@ -180,3 +180,13 @@ def save(fig, path: Path) -> None:
     fig.tight_layout()
     atomic.save_figure(path, fig)
     plt.close(fig)
+
+
+def write_outputs(out: Path, name: str, fig, curve_rows: list[dict[str, Any]],
+                  rows: list[dict[str, Any]], table_md: str) -> None:
+    """A learning-curve figure's files: NAME.png, NAME.csv (the curves), NAME_table.csv and
+    NAME.md (one row per run)."""
+    save(fig, out / f"{name}.png")
+    write_csv(out / f"{name}.csv", curve_rows)
+    write_csv(out / f"{name}_table.csv", rows)
+    atomic.write_text(out / f"{name}.md", table_md)

@@ -17,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dgpg import atomic  # noqa: E402
 from dgpg.experiments import common  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
@@ -63,10 +62,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     ax.set(xlabel="episode", ylabel="validation return (greedy, 10 scenarios)",
            title=f"DG-PG, alpha sensitivity, N={grid.n_agents}")
     ax.legend(fontsize=8)
-    common.save(fig, opts.out / "fig2.png")
-    common.write_csv(opts.out / "fig2.csv", curve_rows)
-    common.write_csv(opts.out / "fig2_table.csv", rows)
-    atomic.write_text(opts.out / "fig2.md", markdown(rows, grid))
+    common.write_outputs(opts.out, "fig2", fig, curve_rows, rows, markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
 
 

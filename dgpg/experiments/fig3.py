@@ -19,7 +19,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dgpg import atomic  # noqa: E402
 from dgpg.experiments import common  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
@@ -72,10 +71,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                ylabel="validation cost = -return (greedy, 10 scenarios)")
         ax.legend(fontsize=8)
     fig.suptitle("DG-PG vs MAPPO vs IPPO (identical actors)")
-    common.save(fig, opts.out / "fig3.png")
-    common.write_csv(opts.out / "fig3.csv", curve_rows)
-    common.write_csv(opts.out / "fig3_table.csv", rows)
-    atomic.write_text(opts.out / "fig3.md", markdown(rows, grid))
+    common.write_outputs(opts.out, "fig3", fig, curve_rows, rows, markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
 
 

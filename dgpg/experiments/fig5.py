@@ -18,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dgpg import atomic  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 from dgpg.training import CONVERGENCE_TOLERANCE  # noqa: E402
@@ -76,10 +75,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     ax.set_ylim(max(1.1 * min(*shown, -1.0 - CONVERGENCE_TOLERANCE), -5.0),
                 min(max(*shown, -1.0) + 0.2, 0.0))
     ax.legend(fontsize=8, ncol=2)
-    common.save(fig, opts.out / "fig5.png")
-    common.write_csv(opts.out / "fig5.csv", curve_rows)
-    common.write_csv(opts.out / "fig5_table.csv", rows)
-    atomic.write_text(opts.out / "fig5.md", markdown(rows, grid))
+    common.write_outputs(opts.out, "fig5", fig, curve_rows, rows, markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
 
 
