@@ -212,7 +212,6 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
     import importlib
     import time
 
-    from dgpg import atomic
     from dgpg.experiments.sweep import SweepError
 
     module = importlib.import_module(f"dgpg.experiments.{name}")
@@ -240,10 +239,35 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
         except OSError as e:
             raise CLIError(f"{name}: cannot write under {str(out)!r}: {e}") from None
     seconds = time.perf_counter() - t0
-    atomic.write_json(out / f"{name}_timing.json", {
+    _record_timing(out / f"{name}_timing.json", {
         "experiment": name, "quick": quick, "seeds": seeds, "backend": backend,
-        "workers": workers, "wall_seconds": round(seconds, 1)})
+        "workers": workers, "wall_seconds": round(seconds, 1),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return seconds
+
+
+def _record_timing(path: Path, entry: dict) -> None:
+    """Append one finished invocation to `path`. A resumed sweep's cost is spread over several
+    invocations, so the file keeps all of them and their total (an unreadable file starts a new
+    history)."""
+    from dgpg import atomic
+
+    history: list = []
+    try:
+        old = json.loads(path.read_text())
+        if isinstance(old, dict) and isinstance(old.get("invocations"), list):
+            history = [h for h in old["invocations"] if isinstance(h, dict)]
+        elif isinstance(old, dict) and "wall_seconds" in old:  # one invocation, older format
+            history = [old]
+    except (OSError, ValueError):
+        pass
+    history.append(entry)
+    total = sum(h["wall_seconds"] for h in history
+                if isinstance(h.get("wall_seconds"), int | float))
+    atomic.write_json(path, {"experiment": entry["experiment"], "invocations": history,
+                             "total_wall_seconds": round(total, 1),
+                             "note": "wall time of finished invocations only; one killed "
+                                     "before it finished is not recorded"})
 
 
 @app.command()

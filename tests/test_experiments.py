@@ -273,6 +273,14 @@ def test_variance_reduced(tmp_path):
     for f in result["fits"]:
         assert f["points"] == 4 and 0 <= f["resolved_points"] <= 4
         assert np.isfinite(f["slope"]) == (f["resolved_points"] >= 3)
+    # the plain variance needs no resolved mean: every point enters its fit
+    assert [f["alpha"] for f in result["variance_fits"]] == [0.0, 0.5]
+    for f in result["variance_fits"]:
+        assert f["points"] == 4 and np.isfinite(f["slope"]) and np.isfinite(f["slope_ci"])
+    with (tmp_path / "variance" / "variance_fit.csv").open(newline="") as f:
+        kinds = [(r["quantity"], float(r["alpha"])) for r in csv.DictReader(f)]
+    assert kinds == [("relative_variance", 0.0), ("relative_variance", 0.5),
+                     ("variance", 0.0), ("variance", 0.5)]
     for r in result["rows"]:
         assert r["relative_variance"] > 0 and r["ci_low"] <= r["ci_high"]
         assert r["lower_bound"] > 0
@@ -361,3 +369,22 @@ def test_fit_slope_needs_two_values_of_n():
         variance.fit_slope(np.array([5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError):
         variance.fit_slope(np.array([2.0, 5.0]), np.array([1.0, 2.0]))
+
+
+def test_timing_history_accumulates(tmp_path):
+    """A resumed experiment keeps the wall time of every finished invocation and their total;
+    a corrupt timing file starts a new history instead of failing."""
+    from dgpg.cli import _record_timing
+
+    path = tmp_path / "fig2_timing.json"
+    _record_timing(path, {"experiment": "fig2", "wall_seconds": 10.5})
+    _record_timing(path, {"experiment": "fig2", "wall_seconds": 2.0})
+    data = json.loads(path.read_text())
+    assert [h["wall_seconds"] for h in data["invocations"]] == [10.5, 2.0]
+    assert data["total_wall_seconds"] == 12.5
+    path.write_text(json.dumps({"experiment": "fig2", "wall_seconds": 7.0}))  # older format
+    _record_timing(path, {"experiment": "fig2", "wall_seconds": 1.0})
+    assert json.loads(path.read_text())["total_wall_seconds"] == 8.0
+    path.write_text("{not json")
+    _record_timing(path, {"experiment": "fig2", "wall_seconds": 1.0})
+    assert json.loads(path.read_text())["total_wall_seconds"] == 1.0

@@ -22,7 +22,10 @@ Cost: one roll-out stores the whole trajectory of every agent (observations and 
 about 2 MB per agent at T = 200, so the experiment uses a horizon of 50 steps at every N and
 computes the samples in chunks of at most `chunk` roll-outs. Both gradients come from one
 compiled function of (parameters, keys), compiled once per N and shared by every seed and chunk.
-Writes variance.png, variance.csv (every point), variance_fit.csv and variance.md.
+Because the mean is often unresolved, the plain variance tr Var[g] is also fitted against N,
+over every point (`fit_variance`): it shows how the noise itself grows, whatever the signal.
+Writes variance.png (both fits), variance.csv (every point), variance_fit.csv (one row per
+quantity and alpha) and variance.md.
 """
 
 from __future__ import annotations
@@ -239,7 +242,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
     opts = common.options(out, runs, backend, address, workers, progress)
     specs = tasks(grid)
-    report = common.run_tasks(specs, opts)
+    # largest N first: the costliest tasks start at once instead of trailing the sweep
+    report = common.run_tasks(sorted(specs, key=lambda s: -s.n_agents), opts)
 
     rows = []
     for spec in specs:
@@ -254,12 +258,16 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                          "squared_mean_unbiased": r["squared_mean_unbiased"],
                          "squared_mean_se": r["squared_mean_se"]})
     fits = [fit_resolved(rows, a) for a in REPORTED]
+    variance_fits = [fit_variance(rows, a) for a in REPORTED]
 
-    _plot(rows, fits, grid, opts.out / "variance.png")
+    _plot(rows, fits, variance_fits, grid, opts.out / "variance.png")
     common.write_csv(opts.out / "variance.csv", rows)
-    common.write_csv(opts.out / "variance_fit.csv", fits)
-    atomic.write_text(opts.out / "variance.md", markdown(rows, fits, grid))
-    return {"fits": fits, "rows": rows, "seconds": report.seconds}
+    common.write_csv(opts.out / "variance_fit.csv",
+                     [{"quantity": "relative_variance"} | f for f in fits]
+                     + [{"quantity": "variance"} | f for f in variance_fits])
+    atomic.write_text(opts.out / "variance.md", markdown(rows, fits, variance_fits, grid))
+    return {"fits": fits, "variance_fits": variance_fits, "rows": rows,
+            "seconds": report.seconds}
 
 
 def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
@@ -278,8 +286,24 @@ def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
     return found | fit
 
 
-def _plot(rows, fits, grid: Grid, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+def fit_variance(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """The slope fit of the plain variance tr Var[g] over every (N, seed) point of one alpha.
+    Unlike the relative variance it needs no resolved mean, so it is measured at every point."""
+    mine = [r for r in rows if r["alpha"] == alpha]
+    found = {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)}
+    try:
+        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
+                        np.array([r["variance"] for r in mine]))
+    except ValueError:
+        nan = float("nan")
+        return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
+                        "r2": nan}
+    fit.pop("points")
+    return found | fit
+
+
+def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
+    fig, (ax, ax_var) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, fit in enumerate(fits):
         a = fit["alpha"]
         color = f"C{i}"
@@ -301,17 +325,32 @@ def _plot(rows, fits, grid: Grid, path: Path) -> None:
             x = np.geomspace(min(ns), max(ns), 50)
             ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=color, lw=1,
                     label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
-    common.n_axis(ax, [r["n_agents"] for r in rows])
-    ax.set_yscale("log")
+    for i, fit in enumerate(variance_fits):
+        a = fit["alpha"]
+        mine = [r for r in rows if r["alpha"] == a]
+        label = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
+        ax_var.plot([r["n_agents"] for r in mine], [r["variance"] for r in mine], "o",
+                    color=f"C{i}", label=label)
+        if np.isfinite(fit["slope"]):
+            ns = [r["n_agents"] for r in mine]
+            x = np.geomspace(min(ns), max(ns), 50)
+            ax_var.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=f"C{i}", lw=1,
+                        label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+    for a in (ax, ax_var):
+        common.n_axis(a, [r["n_agents"] for r in rows])
+        a.set_yscale("log")
+        a.legend(fontsize=7)
     ax.set(xlabel="N (agents)", ylabel="relative variance  tr Var[g] / |E g|^2",
            title=f"Agent 0's gradient at a fixed policy ({grid.rollouts} roll-outs of "
                  f"{grid.horizon} steps, {grid.seeds} seed(s))")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+    ax_var.set(xlabel="N (agents)", ylabel="variance  tr Var[g]",
+               title="Variance alone (every point; needs no resolved mean)")
+    for a in (ax, ax_var):
+        a.title.set_fontsize(9)
     common.save(fig, path)
 
 
-def markdown(rows, fits, grid: Grid) -> str:
+def markdown(rows, fits, variance_fits, grid: Grid) -> str:
     head = (f"Relative variance of agent 0's gradient at a fixed (initial) policy; "
             f"{grid.rollouts} roll-outs of {grid.horizon} steps per point, {grid.seeds} "
             "seed(s) per N. Fit: log(relvar) = a + b log N over the resolved (N, seed) points, "
@@ -342,4 +381,16 @@ def markdown(rows, fits, grid: Grid) -> str:
     point_table = common.md_table(
         ["N", *[f"relvar, alpha={a:g} (bootstrap 95 % CI), per seed" for a in REPORTED]],
         per_n)
-    return head + fit_table + "\n" + point_table
+
+    variance_head = ("\nThe variance alone, tr Var[g], is measured at every point (no mean to "
+                     "resolve). Fit: log(tr Var) = a + b log N over every (N, seed) point.\n\n")
+    variance_fit_table = common.md_table(
+        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points"],
+        [[f"{f['alpha']:g}", *slope(f), f"{f['points']}"] for f in variance_fits])
+    per_n_variance = [[n, *[", ".join(f"{r['variance']:.3g}" for r in rows
+                                      if r["n_agents"] == n and r["alpha"] == a)
+                            for a in REPORTED]] for n in ns]
+    variance_table = common.md_table(
+        ["N", *[f"tr Var, alpha={a:g}, per seed" for a in REPORTED]], per_n_variance)
+    return (head + fit_table + "\n" + point_table + variance_head + variance_fit_table + "\n"
+            + variance_table)
