@@ -388,3 +388,21 @@ def test_timing_history_accumulates(tmp_path):
     path.write_text("{not json")
     _record_timing(path, {"experiment": "fig2", "wall_seconds": 1.0})
     assert json.loads(path.read_text())["total_wall_seconds"] == 1.0
+
+
+def test_fit_slope_with_seed_intercepts():
+    """Seeds whose noise differs by a constant factor at every N (as the variance experiment's
+    do) leave the slope's interval narrow when each seed has its own intercept; pooled, the
+    same points give a much wider one."""
+    rng = np.random.default_rng(2)
+    n = np.tile(np.array(variance.FULL.n_agents, float), 3)
+    seeds = np.repeat([0, 1, 2], len(variance.FULL.n_agents))
+    offsets = np.array([1.0, 3.0, 100.0])[seeds]
+    values = offsets * n**0.5 * np.exp(rng.normal(0.0, 0.1, n.size))
+    grouped = variance.fit_slope(n, values, groups=seeds)
+    pooled = variance.fit_slope(n, values)
+    assert grouped["slope"] == pytest.approx(0.5, abs=0.05)
+    assert abs(grouped["slope"] - 0.5) <= grouped["slope_ci"] < 0.1
+    assert pooled["slope_ci"] > 5 * grouped["slope_ci"]
+    with pytest.raises(ValueError):  # one point per seed: no within-seed slope
+        variance.fit_slope(np.array([2.0, 5.0, 10.0]), np.ones(3), groups=np.array([0, 1, 2]))

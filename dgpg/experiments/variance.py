@@ -7,9 +7,11 @@ policy gradient (alpha = 0) and the pure guidance gradient (alpha = 1) are sampl
 roll-outs, so every alpha is an exact linear combination of the two; the experiment reports
 alpha = 0 and alpha = 0.5 (and stores 0.25, 0.75, 1 in the CSV).
 
-The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar) = a + b log N,
-by least squares over every resolved (N, seed) point; the 95 % CI of the slope b uses the
-Student t quantile with the regression's standard error. Error bars on the points are bootstrap
+The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar) = a_s + b log N,
+by least squares over every resolved (N, seed) point, with one intercept a_s per seed (seeds
+differ in policy and scenario, and one seed's gradient can be 100 times noisier than another's
+at every N); the 95 % CI of the slope b uses the Student t quantile with the regression's
+standard error. Error bars on the points are bootstrap
 95 % intervals over roll-outs.
 
 Resolution: |E g|^2 is estimated without bias as |mean|^2 - tr Var / n, whose standard error is
@@ -66,22 +68,37 @@ FULL = Grid(rollouts=1024)
 QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=1024, chunk=32)
 
 
-def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    """Least-squares fit of log(relvar) = a + b log(n): slope b with its `level` confidence
-    half-width (Student t, n_points - 2 degrees of freedom), intercept a, r^2."""
+def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95,
+              groups: np.ndarray | None = None) -> dict[str, float]:
+    """Least-squares fit of log(relvar) = a_g + b log(n): slope b with its `level` confidence
+    half-width (Student t, n_points - n_groups - 1 degrees of freedom), intercept a (of the
+    pooled means), r^2 (within groups).
+
+    `groups` (one label per point, e.g. the seed) gives each group its own intercept a_g, so
+    that a seed whose policy is noisier at every N moves its own intercept instead of the
+    slope's error; without it there is one intercept."""
     x, y = np.log(np.asarray(n, np.float64)), np.log(np.asarray(relvar, np.float64))
-    if x.size != y.size or x.size < 3 or np.ptp(x) == 0:
-        raise ValueError("fit_slope needs at least 3 points at 2 or more values of n")
+    labels = np.zeros(x.size, np.int64) if groups is None else np.asarray(groups)
+    if x.size != y.size or labels.shape != x.shape:
+        raise ValueError("fit_slope needs one n, one value and one group per point")
     if not np.all(np.isfinite(y)):
         raise ValueError("fit_slope needs positive, finite values")
-    dx, dy = x - x.mean(), y - y.mean()
+    dx, dy = x.copy(), y.copy()
+    for g in np.unique(labels):
+        mine = labels == g
+        dx[mine] -= x[mine].mean()
+        dy[mine] -= y[mine].mean()
     sxx = float(dx @ dx)
+    dof = x.size - np.unique(labels).size - 1
+    if dof < 1 or sxx <= 1e-12:
+        raise ValueError("fit_slope needs at least 3 points at 2 or more values of n "
+                         "(and more points than groups + 1)")
     slope = float(dx @ dy) / sxx
     intercept = float(y.mean() - slope * x.mean())
     sse = float(np.sum((dy - slope * dx) ** 2))
     sst = float(dy @ dy)
-    stderr = math.sqrt(sse / (x.size - 2) / sxx)
-    t = float(stats.t.ppf(0.5 + level / 2, x.size - 2))
+    stderr = math.sqrt(sse / dof / sxx)
+    t = float(stats.t.ppf(0.5 + level / 2, dof))
     return {"slope": slope, "slope_ci": t * stderr, "slope_stderr": stderr,
             "intercept": intercept, "r2": 1.0 - sse / sst if sst > 0 else 1.0,
             "points": int(x.size)}
@@ -277,7 +294,8 @@ def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
              "points": sum(r["alpha"] == alpha for r in rows)}
     try:
         fit = fit_slope(np.array([r["n_agents"] for r in mine]),
-                        np.array([r["relative_variance"] for r in mine]))
+                        np.array([r["relative_variance"] for r in mine]),
+                        groups=np.array([r["seed"] for r in mine]))
     except ValueError:
         nan = float("nan")
         return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
@@ -293,7 +311,8 @@ def fit_variance(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
     found = {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)}
     try:
         fit = fit_slope(np.array([r["n_agents"] for r in mine]),
-                        np.array([r["variance"] for r in mine]))
+                        np.array([r["variance"] for r in mine]),
+                        groups=np.array([r["seed"] for r in mine]))
     except ValueError:
         nan = float("nan")
         return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
@@ -353,14 +372,15 @@ def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
 def markdown(rows, fits, variance_fits, grid: Grid) -> str:
     head = (f"Relative variance of agent 0's gradient at a fixed (initial) policy; "
             f"{grid.rollouts} roll-outs of {grid.horizon} steps per point, {grid.seeds} "
-            "seed(s) per N. Fit: log(relvar) = a + b log N over the resolved (N, seed) points, "
+            "seed(s) per N. Fit: log(relvar) = a_seed + b log N over the resolved (N, seed) points "
+            "(one intercept per seed; a below is that of the pooled means), "
             "95 % CI of b from the t distribution. A point is resolved when the unbiased "
             "estimate of |E g|^2 exceeds twice its standard error; otherwise only a lower "
             "bound on the relative variance is known (shown as >= bound).\n\n")
 
     def slope(f):
         if not np.isfinite(f["slope"]):
-            return ["not resolved", "", "", ""]
+            return ["too few resolved points", "", "", ""]
         return [f"{f['slope']:.3f}",
                 f"[{f['slope'] - f['slope_ci']:.3f}, {f['slope'] + f['slope_ci']:.3f}]",
                 f"{f['intercept']:.3f}", f"{f['r2']:.3f}"]
@@ -383,7 +403,8 @@ def markdown(rows, fits, variance_fits, grid: Grid) -> str:
         per_n)
 
     variance_head = ("\nThe variance alone, tr Var[g], is measured at every point (no mean to "
-                     "resolve). Fit: log(tr Var) = a + b log N over every (N, seed) point.\n\n")
+                     "resolve). Fit: log(tr Var) = a_seed + b log N over every (N, seed) "
+                     "point.\n\n")
     variance_fit_table = common.md_table(
         ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points"],
         [[f"{f['alpha']:g}", *slope(f), f"{f['points']}"] for f in variance_fits])
