@@ -63,6 +63,23 @@ def _output_dir(path: Path) -> Path:
     return path
 
 
+def _check_output_dir(path: Path) -> None:
+    """Refuse a folder that `_output_dir` could not make or write to, without making it (so
+    that a second bad path refused after this one leaves nothing behind)."""
+    try:
+        first = path.absolute()
+        while not first.exists():
+            first = first.parent
+    except ValueError as e:  # e.g. an embedded NUL character
+        raise CLIError(f"cannot create output folder {str(path)!r}: {e}") from None
+    if not first.is_dir():
+        what = "is not a folder" if first == path.absolute() else "cannot be created: " \
+            f"{str(first)!r} is a file"
+        raise CLIError(f"output path {str(path)!r} {what}")
+    if not os.access(first, os.W_OK | os.X_OK):
+        raise CLIError(f"output folder {str(path)!r} is not writable")
+
+
 @app.command()
 def train(
     algo: Annotated[str, typer.Option("--algo", help="dgpg, mappo or ippo.")] = "dgpg",
@@ -292,9 +309,15 @@ def reproduce(
                                  help="Runs at once (default: 2 locally, the cluster's CPUs "
                                       "on Ray).")
     ] = None,
+    runs: Annotated[
+        Path | None, typer.Option("--runs", help="Folder whose runs/ holds finished runs "
+                                  "(default: --out). Figures given the same --runs share "
+                                  "their runs: fig5 reuses fig4's DG-PG runs.")
+    ] = None,
 ) -> None:
     """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under
-    --out. Finished runs are kept in --out/runs: run the same command again to continue."""
+    --out. Finished runs are kept in --out/runs (or --runs/runs): run the same command again
+    to continue."""
     from dgpg.experiments.sweep import BACKENDS
 
     if name not in (*EXPERIMENTS, "all"):
@@ -308,11 +331,16 @@ def reproduce(
 
         if importlib.util.find_spec("ray") is None:
             raise CLIError("the ray backend needs Ray: pip install -e '.[ray]'")
+    if runs is not None:
+        _check_output_dir(runs)
     out = _output_dir(out)
+    if runs is not None:
+        runs = _output_dir(runs)
+    elif name == "all":
+        runs = out  # `all`: one runs/ folder shared by every figure
     names = EXPERIMENTS if name == "all" else (name,)
     for n in names:
         folder = _output_dir(out / n) if name == "all" else out
-        runs = out if name == "all" else None  # `all`: one runs/ folder shared by every figure
         seconds = _run_experiment(n, folder, runs, quick, seeds, backend, address, workers)
         console.print(f"[bold]{n}[/bold]: wrote {folder}/{n}.png, {n}*.csv, {n}.md "
                       f"in {seconds:.0f} s")

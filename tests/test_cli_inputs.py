@@ -325,6 +325,7 @@ def test_reproduce_refuses_bad_input(area, data):
         "backend": (st.just(["--backend", "local"]), _opt("--backend", bad_backends)),
         "address": (st.just([]), _opt("--address", st.text(max_size=20))),  # without ray
         "workers": (_opt("--workers", _good_int(1, 1024)), _opt("--workers", _bad_int(1, 1024))),
+        "runs": (st.just([]), st.one_of(_opt("--runs", _paths(outs)), _opt("--runs", _NUL))),
     }
     if "ray" in backends:  # --address is fine with --backend ray: only test it without
         options["backend"] = (st.just(["--backend", "local"]), options["backend"][1])

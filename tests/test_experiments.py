@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_harness import snapshot
+from cli_harness import run_cli, snapshot
 
 from dgpg.experiments import fig2, fig3, fig4, fig5, nash, sweep, variance
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
@@ -369,6 +369,24 @@ def test_fit_slope_needs_two_values_of_n():
         variance.fit_slope(np.array([5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError):
         variance.fit_slope(np.array([2.0, 5.0]), np.array([1.0, 2.0]))
+
+
+def test_reproduce_runs_folder(tmp_path, monkeypatch):
+    """--runs names the folder of finished runs (so fig4 and fig5 can share theirs); without it
+    each experiment keeps its own, and `all` shares --out."""
+    from dgpg import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_run_experiment",
+                        lambda name, out, runs, *rest: seen.append((name, out, runs)) or 0.0)
+    shared = tmp_path / "shared"
+    assert run_cli(["reproduce", "fig4", "--out", str(tmp_path / "a"), "--runs",
+                    str(shared)])[0] == 0
+    assert run_cli(["reproduce", "fig5", "--out", str(tmp_path / "b")])[0] == 0
+    assert run_cli(["reproduce", "all", "--out", str(tmp_path / "c")])[0] == 0
+    assert seen[0] == ("fig4", tmp_path / "a", shared) and shared.is_dir()
+    assert seen[1] == ("fig5", tmp_path / "b", None)
+    assert {runs for _, _, runs in seen[2:]} == {tmp_path / "c"}
 
 
 def test_timing_history_accumulates(tmp_path):
