@@ -287,38 +287,35 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
             "seconds": report.seconds}
 
 
-def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """The slope fit over the resolved points of one alpha; NaN where they are too few."""
-    mine = [r for r in rows if r["alpha"] == alpha and r["resolved"]]
-    found = {"alpha": alpha, "resolved_points": len(mine),
-             "points": sum(r["alpha"] == alpha for r in rows)}
+def _fit_points(points: list[dict[str, Any]], quantity: str, found: dict[str, Any]
+                ) -> dict[str, Any]:
+    """`found` plus the slope fit of `quantity` over `points` (NaN where they are too few)."""
     try:
-        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
-                        np.array([r["relative_variance"] for r in mine]),
-                        groups=np.array([r["seed"] for r in mine]))
+        fit = fit_slope(np.array([r["n_agents"] for r in points]),
+                        np.array([r[quantity] for r in points]),
+                        groups=np.array([r["seed"] for r in points]))
     except ValueError:
         nan = float("nan")
         return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
                         "r2": nan}
     fit.pop("points")
     return found | fit
+
+
+def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """The slope fit over the resolved points of one alpha; NaN where they are too few."""
+    mine = [r for r in rows if r["alpha"] == alpha and r["resolved"]]
+    return _fit_points(mine, "relative_variance",
+                       {"alpha": alpha, "resolved_points": len(mine),
+                        "points": sum(r["alpha"] == alpha for r in rows)})
 
 
 def fit_variance(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
     """The slope fit of the plain variance tr Var[g] over every (N, seed) point of one alpha.
     Unlike the relative variance it needs no resolved mean, so it is measured at every point."""
     mine = [r for r in rows if r["alpha"] == alpha]
-    found = {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)}
-    try:
-        fit = fit_slope(np.array([r["n_agents"] for r in mine]),
-                        np.array([r["variance"] for r in mine]),
-                        groups=np.array([r["seed"] for r in mine]))
-    except ValueError:
-        nan = float("nan")
-        return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
-                        "r2": nan}
-    fit.pop("points")
-    return found | fit
+    return _fit_points(mine, "variance",
+                       {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)})
 
 
 def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
