@@ -244,6 +244,10 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
                 units = f"episodes {event['units_done']}/{event['units_total']}"
             progress.update(task, total=event["total"], completed=event["finished"],
                             units=units, description=f"{name}: runs")
+            if event.get("last") and not err_console.is_terminal:  # a log file: no live bar
+                err_console.print(f"{name}: {event['finished']}/{event['total']} runs finished "
+                                  f"(latest: {event['last']}){'; ' + units if units else ''}",
+                                  markup=False, highlight=False, soft_wrap=True)
 
         try:
             if name == "fig1":

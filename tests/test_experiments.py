@@ -389,6 +389,21 @@ def test_reproduce_runs_folder(tmp_path, monkeypatch):
     assert {runs for _, _, runs in seen[2:]} == {tmp_path / "c"}
 
 
+def test_reproduce_logs_finished_runs_when_not_a_terminal(tmp_path, monkeypatch):
+    """Written to a log file, reproduce has no live progress bar, so it prints one line each
+    time runs finish."""
+    def fake_run(out, progress=None, **kwargs):
+        progress({"total": 2, "finished": 0, "units_done": 0, "units_total": 10, "last": None})
+        progress({"total": 2, "finished": 1, "units_done": 5, "units_total": 10, "last": "k1"})
+        return {}
+
+    monkeypatch.setattr(fig2, "run", fake_run)
+    code, _, stderr = run_cli(["reproduce", "fig2", "--out", str(tmp_path)])
+    assert code == 0
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "fig2: 1/2 runs finished (latest: k1); episodes 5/10"]
+
+
 def test_timing_history_accumulates(tmp_path):
     """A resumed experiment keeps the wall time of every finished invocation and their total;
     a corrupt timing file starts a new history instead of failing."""
