@@ -362,19 +362,15 @@ def plot(
     ] = "val_return",
 ) -> None:
     """Plot learning curves of training runs (mean over seeds, min-max band)."""
-    from dgpg.experiments.curves import CurveError, load_curve, plot_runs, summary_table
+    from dgpg.experiments.curves import CurveError, load_curve, plot_runs
 
     if out.suffix.lower() != ".png":
         raise CLIError(f"--out must name a .png file, got {str(out)!r}")
-    for run in runs:  # every run folder is read before anything is written
+    for run in runs:  # every run folder is read (and its summary checked) before any write
         try:
-            label, values, summary = load_curve(run, column)
-            summary_table([(label, values.shape[1], summary)])
+            load_curve(run, column)
         except CurveError as e:
             raise CLIError(str(e)) from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-            raise CLIError(f"cannot read run folder {str(run)!r}: its config.json, metrics.csv "
-                           "or summary.json is not one written by dgpg train") from None
     if out.is_dir():
         raise CLIError(f"--out {str(out)!r} is a folder; give a .png file")
     _output_dir(out.parent)

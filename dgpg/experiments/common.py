@@ -139,9 +139,9 @@ def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[
 # --------------------------------------------------------------------------- tables
 
 
-def fmt(x: Any, digits: int = 2) -> str:
+def fmt(x: Any, digits: int = 2, missing: str = "not converged") -> str:
     if x is None:
-        return "not converged"
+        return missing
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)

@@ -80,6 +80,6 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["bestfit_central_test_return"]), common.fmt(r["episodes_to_converge"]),
           f"{r['converged_seeds']}/{r['seeds']}",
-          common.fmt(r["first_episode_within"]).replace("not converged", "never")]
+          common.fmt(r["first_episode_within"], missing="never")]
          for r in rows])
     return head + table

@@ -87,7 +87,7 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
          "final val return", "test return", "best-fit-central test"],
         [[r["n_agents"], r["algo"], r["episodes"], common.fmt(r["episodes_to_converge"]),
           f"{r['converged_seeds']}/{r['seeds']}",
-          common.fmt(r["first_episode_within"]).replace("not converged", "never"),
+          common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["bestfit_central_test_return"])] for r in rows])

@@ -89,7 +89,7 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
          "best-fit-central val", "test return", "best-fit-central test"],
         [[r["n_agents"], r["episodes"], common.fmt(r["episodes_to_converge"]),
           r["episodes_to_converge_per_seed"].replace("null", "-"),
-          common.fmt(r["first_episode_within"]).replace("not converged", "never"),
+          common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.fmt(r["bestfit_central_val_return"]),
           common.pm(r["test_return"], r["test_return_ci"]),

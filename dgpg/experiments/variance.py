@@ -11,8 +11,7 @@ The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar)
 by least squares over every resolved (N, seed) point, with one intercept a_s per seed (seeds
 differ in policy and scenario, and one seed's gradient can be 100 times noisier than another's
 at every N); the 95 % CI of the slope b uses the Student t quantile with the regression's
-standard error. Error bars on the points are bootstrap
-95 % intervals over roll-outs.
+standard error. Error bars on the points are bootstrap 95 % intervals over roll-outs.
 
 Resolution: |E g|^2 is estimated without bias as |mean|^2 - tr Var / n, whose standard error is
 about sqrt(4 m'Sm / n + 2 tr(S^2) / n^2) (S the covariance, m the mean). When the plain policy
@@ -318,6 +317,14 @@ def fit_variance(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
                        {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)})
 
 
+def _fit_line(ax, fit: dict[str, Any], ns: list[int], color: str) -> None:
+    """The fitted power law over the range of `ns`, if the fit exists."""
+    if np.isfinite(fit["slope"]):
+        x = np.geomspace(min(ns), max(ns), 50)
+        ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=color, lw=1,
+                label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+
+
 def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
     fig, (ax, ax_var) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, fit in enumerate(fits):
@@ -336,22 +343,14 @@ def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
             ax.plot([r["n_agents"] for r in bad], [r["lower_bound"] for r in bad], "^",
                     color=color, mfc="none",
                     label=f"{name}: not resolved, lower bound")
-        if np.isfinite(fit["slope"]):
-            ns = [r["n_agents"] for r in good]
-            x = np.geomspace(min(ns), max(ns), 50)
-            ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=color, lw=1,
-                    label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+        _fit_line(ax, fit, [r["n_agents"] for r in good], color)
     for i, fit in enumerate(variance_fits):
         a = fit["alpha"]
         mine = [r for r in rows if r["alpha"] == a]
         label = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
         ax_var.plot([r["n_agents"] for r in mine], [r["variance"] for r in mine], "o",
                     color=f"C{i}", label=label)
-        if np.isfinite(fit["slope"]):
-            ns = [r["n_agents"] for r in mine]
-            x = np.geomspace(min(ns), max(ns), 50)
-            ax_var.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=f"C{i}", lw=1,
-                        label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+        _fit_line(ax_var, fit, [r["n_agents"] for r in mine], f"C{i}")
     for a in (ax, ax_var):
         common.n_axis(a, [r["n_agents"] for r in rows])
         a.set_yscale("log")
