@@ -6,6 +6,7 @@ line to stderr and exits with status 2; no traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -35,6 +36,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXPERIMENTS = ("fig1", "fig2", "fig3", "fig4", "fig5", "variance", "nash")
+GRID_EXPERIMENTS = ("fig3", "fig4", "fig5", "variance", "nash")
+"""Experiments whose grid has several N (--agents picks part of it)."""
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
 
 
@@ -223,9 +226,39 @@ def evaluate(
     console.print(table)
 
 
+def _parse_agents(text: str) -> list[int]:
+    """--agents "5,10,20" as a list of ints >= 1 (CLIError otherwise)."""
+    try:
+        ns = [int(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise CLIError(f"--agents must be comma-separated integers, got {text!r}") from None
+    if not ns or min(ns) < 1:
+        raise CLIError(f"--agents values must be integers >= 1, got {text!r}")
+    return ns
+
+
+def _grid_part(name: str, quick: bool, agents: str | None):
+    """The experiment's grid restricted to the N of --agents (None: the whole grid)."""
+    if agents is None:
+        return None
+    import importlib
+
+    full = getattr(importlib.import_module(f"dgpg.experiments.{name}"),
+                   "QUICK" if quick else "FULL", None)
+    if not isinstance(getattr(full, "n_agents", None), tuple):
+        raise CLIError(f"--agents applies to {', '.join(GRID_EXPERIMENTS)}, not {name}")
+    ns = _parse_agents(agents)
+    if unknown := sorted(set(ns) - set(full.n_agents)):
+        raise CLIError(f"--agents {','.join(map(str, unknown))}: not in {name}'s grid "
+                       f"(N = {', '.join(map(str, full.n_agents))})")
+    return dataclasses.replace(full, n_agents=tuple(n for n in full.n_agents if n in ns))
+
+
 def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds: int | None,
-                    backend: str, address: str | None, workers: int | None) -> float:
-    """Run one experiment with a progress display; returns its wall time in seconds."""
+                    backend: str, address: str | None, workers: int | None,
+                    grid=None) -> float:
+    """Run one experiment with a progress display; returns its wall time in seconds.
+    `grid` replaces the experiment's FULL or QUICK grid when given."""
     import importlib
     import time
 
@@ -254,7 +287,7 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
                 module.run(out, quick=quick)
             else:
                 module.run(out, quick=quick, seeds=seeds, backend=backend, address=address,
-                           workers=workers, runs=runs, progress=on_progress)
+                           workers=workers, runs=runs, grid=grid, progress=on_progress)
         except (SweepError, ValueError) as e:
             raise CLIError(f"{name}: {e}") from None
         except OSError as e:
@@ -262,6 +295,7 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
     seconds = time.perf_counter() - t0
     _record_timing(out / f"{name}_timing.json", {
         "experiment": name, "quick": quick, "seeds": seeds, "backend": backend,
+        "agents": list(grid.n_agents) if grid is not None else None,
         "workers": workers, "wall_seconds": round(seconds, 1),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return seconds
@@ -318,6 +352,10 @@ def reproduce(
                                   "(default: --out). Figures given the same --runs share "
                                   "their runs: fig5 reuses fig4's DG-PG runs.")
     ] = None,
+    agents: Annotated[
+        str | None, typer.Option("--agents", help="Only these N of the grid, comma-separated "
+                                 "(fig3, fig4, fig5, variance, nash): run or draw part of it.")
+    ] = None,
 ) -> None:
     """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under
     --out. Finished runs are kept in --out/runs (or --runs/runs): run the same command again
@@ -335,6 +373,9 @@ def reproduce(
 
         if importlib.util.find_spec("ray") is None:
             raise CLIError("the ray backend needs Ray: pip install -e '.[ray]'")
+    if agents is not None and name == "all":
+        raise CLIError("--agents needs one experiment, not all")
+    grid = _grid_part(name, quick, agents)
     if runs is not None:
         _check_output_dir(runs)
     out = _output_dir(out)
@@ -345,7 +386,8 @@ def reproduce(
     names = EXPERIMENTS if name == "all" else (name,)
     for n in names:
         folder = _output_dir(out / n) if name == "all" else out
-        seconds = _run_experiment(n, folder, runs, quick, seeds, backend, address, workers)
+        seconds = _run_experiment(n, folder, runs, quick, seeds, backend, address, workers,
+                                  grid)
         console.print(f"[bold]{n}[/bold]: wrote {folder}/{n}.png, {n}*.csv, {n}.md "
                       f"in {seconds:.0f} s")
         table = folder / f"{n}.md"
@@ -412,12 +454,7 @@ def bench(
     if train.strip() and not train_runs:
         raise CLIError(f"--train must be comma-separated N:EPISODES, got {train!r}")
 
-    try:
-        ns = [int(a) for a in agents.split(",") if a.strip()]
-    except ValueError:
-        raise CLIError(f"--agents must be comma-separated integers, got {agents!r}") from None
-    if not ns or min(ns) < 1:
-        raise CLIError(f"--agents values must be integers >= 1, got {agents!r}")
+    ns = _parse_agents(agents)
     from dgpg.envs.cloud import EnvConfig
 
     for n in ns:

@@ -326,6 +326,9 @@ def test_reproduce_refuses_bad_input(area, data):
         "address": (st.just([]), _opt("--address", st.text(max_size=20))),  # without ray
         "workers": (_opt("--workers", _good_int(1, 1024)), _opt("--workers", _bad_int(1, 1024))),
         "runs": (st.just([]), st.one_of(_opt("--runs", _paths(outs)), _opt("--runs", _NUL))),
+        # no N below is in any experiment's grid (fig1, fig2 and all refuse --agents at all)
+        "agents": (st.just([]), _opt("--agents", st.one_of(
+            _bad_agent_list(), st.sampled_from(["7", "3", "2,1499", "3000", "16383"])))),
     }
     if "ray" in backends:  # --address is fine with --backend ray: only test it without
         options["backend"] = (st.just(["--backend", "local"]), options["backend"][1])
@@ -390,6 +393,15 @@ def test_bench_refuses_bad_input(area, data):
 
 
 @pytest.mark.parametrize("argv", [
+    ["fig1", "--agents", "5"], ["fig2", "--agents", "50"], ["all", "--agents", "5"],
+    ["fig4", "--quick", "--agents", "50"],  # in the full grid, not the quick one
+])
+def test_reproduce_agents_outside_the_grid(area, argv):
+    line = _check_refused(area, ["reproduce", *argv, "--out", str(area.fresh)])
+    assert "--agents" in line
+
+
+@pytest.mark.parametrize("argv", [
     ["nope"], ["--nope"], ["Train"], ["train", "--help=1"], ["evaluate", "--policy"],
     ["bench", "--steps"], ["", "--agents", "2"], ["plot", "--out"],
 ])
@@ -412,7 +424,8 @@ def test_valid_names_still_reach_the_work(area):
                  ["evaluate", "--agents", "2", "--policy", "all", "--policy", "random"],
                  ["bench", "--agents", "1,2", "--steps", "3"],
                  ["plot", str(area.other_run), "--out", str(area.fresh / "c.png")],
-                 ["reproduce", "fig2", "--out", str(area.fresh), "--quick"]):
+                 ["reproduce", "fig2", "--out", str(area.fresh), "--quick"],
+                 ["reproduce", "fig4", "--out", str(area.fresh), "--agents", "5,1500"]):
         try:
             with pytest.raises(ReachedWork):
                 run_cli(argv)

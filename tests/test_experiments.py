@@ -16,6 +16,7 @@ first run compiles, the others load. The figure tests reuse the uninterrupted sw
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -387,6 +388,27 @@ def test_reproduce_runs_folder(tmp_path, monkeypatch):
     assert seen[0] == ("fig4", tmp_path / "a", shared) and shared.is_dir()
     assert seen[1] == ("fig5", tmp_path / "b", None)
     assert {runs for _, _, runs in seen[2:]} == {tmp_path / "c"}
+
+
+def test_reproduce_agents_picks_part_of_the_grid(tmp_path, monkeypatch):
+    """--agents runs the experiment's own grid (full or quick) at those N only, in grid order."""
+    seen = []
+
+    def fake_run(out, grid=None, **kwargs):
+        seen.append(grid)
+        return {}
+
+    monkeypatch.setattr(fig4, "run", fake_run)
+    monkeypatch.setattr(fig3, "run", fake_run)
+    assert run_cli(["reproduce", "fig4", "--agents", "1500,50,5", "--out", str(tmp_path)])[0] == 0
+    assert seen[-1] == dataclasses.replace(fig4.FULL, n_agents=(5, 50, 1500))
+    assert run_cli(["reproduce", "fig3", "--quick", "--agents", "5", "--seeds", "2",
+                    "--out", str(tmp_path)])[0] == 0
+    assert seen[-1] == dataclasses.replace(fig3.QUICK, n_agents=(5,))  # seeds: pick_grid's job
+    assert run_cli(["reproduce", "fig4", "--out", str(tmp_path)])[0] == 0
+    assert seen[-1] is None  # the whole grid
+    timing = json.loads((tmp_path / "fig4_timing.json").read_text())["invocations"]
+    assert [t["agents"] for t in timing] == [[5, 50, 1500], None]
 
 
 def test_reproduce_logs_finished_runs_when_not_a_terminal(tmp_path, monkeypatch):
