@@ -241,12 +241,12 @@ def _grid_part(name: str, quick: bool, agents: str | None):
     """The experiment's grid restricted to the N of --agents (None: the whole grid)."""
     if agents is None:
         return None
+    if name not in GRID_EXPERIMENTS:
+        raise CLIError(f"--agents applies to {', '.join(GRID_EXPERIMENTS)}, not {name}")
     import importlib
 
     full = getattr(importlib.import_module(f"dgpg.experiments.{name}"),
-                   "QUICK" if quick else "FULL", None)
-    if not isinstance(getattr(full, "n_agents", None), tuple):
-        raise CLIError(f"--agents applies to {', '.join(GRID_EXPERIMENTS)}, not {name}")
+                   "QUICK" if quick else "FULL")
     ns = _parse_agents(agents)
     if unknown := sorted(set(ns) - set(full.n_agents)):
         raise CLIError(f"--agents {','.join(map(str, unknown))}: not in {name}'s grid "
@@ -373,8 +373,6 @@ def reproduce(
 
         if importlib.util.find_spec("ray") is None:
             raise CLIError("the ray backend needs Ray: pip install -e '.[ray]'")
-    if agents is not None and name == "all":
-        raise CLIError("--agents needs one experiment, not all")
     grid = _grid_part(name, quick, agents)
     if runs is not None:
         _check_output_dir(runs)
