@@ -35,8 +35,9 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-EXPERIMENTS = ("fig1", "fig2", "fig3", "fig4", "fig5", "variance", "nash")
-GRID_EXPERIMENTS = ("fig3", "fig4", "fig5", "variance", "nash")
+EXPERIMENTS = ("fig1", "fig2", "fig3", "fig4", "fig5", "variance", "nash", "alignment",
+               "ablation")
+GRID_EXPERIMENTS = ("fig3", "fig4", "fig5", "variance", "nash", "alignment", "ablation")
 """Experiments whose grid has several N (--agents picks part of it)."""
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
 
@@ -94,11 +95,16 @@ def train(
     ] = 1,
     alpha: Annotated[float, typer.Option("--alpha", help="DG-PG guidance weight in [0, 1].")]
     = 0.5,
+    model: Annotated[
+        str, typer.Option("--model", help="DG-PG's analytical model: aligned (default), "
+                          "aligned-state, aligned-step or fluid; MAPPO and IPPO use none.")
+    ] = "aligned",
     out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/default"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
     = False,
 ) -> None:
     """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json."""
+    from dgpg.analytical import MODELS
     from dgpg.checkpoint import CheckpointError
     from dgpg.learners.ppo import ALGORITHMS
     from dgpg.training import RunConfig, RunError, check_folder
@@ -108,9 +114,11 @@ def train(
         raise CLIError(f"unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
     if not (0.0 <= alpha <= 1.0):  # also rejects NaN
         raise CLIError(f"--alpha must be in [0, 1], got {alpha}")
+    if model not in MODELS:
+        raise CLIError(f"unknown model {model!r:.40}; known: {', '.join(MODELS)}")
     try:
         run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
-                        alpha=alpha)
+                        alpha=alpha, model=model)
         run.env_config()
         # before creating anything and before the progress bar, so an error stays one line
         check_folder(out, run, resume)
@@ -354,7 +362,8 @@ def reproduce(
     ] = None,
     agents: Annotated[
         str | None, typer.Option("--agents", help="Only these N of the grid, comma-separated "
-                                 "(fig3, fig4, fig5, variance, nash): run or draw part of it.")
+                                 "(fig3, fig4, fig5, variance, nash, alignment, ablation): run or "
+                                 "draw part of it.")
     ] = None,
 ) -> None:
     """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under

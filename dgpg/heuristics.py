@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from dgpg.analytical.aligned import greedy_placement
 from dgpg.analytical.cloud import WaterFillingModel
 from dgpg.envs.cloud import EnvConfig, EnvState, server_loads
 
@@ -137,6 +138,13 @@ def analytical(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.Array:
     return jax.random.categorical(key, jnp.log(probs + 1e-12), axis=-1).astype(jnp.int32)
 
 
+def model_greedy(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.Array:
+    """Each job to the candidate whose expected potential change under the aligned model
+    (`dgpg.analytical.aligned`, lifetime horizon) is smallest, an agent's jobs one after another:
+    the alignment check of DG-PG's default model."""
+    return greedy_placement(state, config, horizon="lifetime")
+
+
 HEURISTICS: dict[str, Heuristic] = {
     "random": random_policy,
     "round-robin": round_robin,
@@ -144,6 +152,7 @@ HEURISTICS: dict[str, Heuristic] = {
     "best-fit": best_fit,
     "best-fit-central": best_fit_central,
     "analytical": analytical,
+    "model-greedy": model_greedy,
 }
 
 

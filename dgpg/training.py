@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgpg import atomic, checkpoint
+from dgpg.analytical import DEFAULT_MODEL, MODELS
 from dgpg.envs.cloud import EnvConfig
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.heuristics import best_fit_central
@@ -51,6 +52,7 @@ METRIC_COLUMNS = (
     "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm", "wall_seconds",
 )
 CONVERGENCE_WINDOW = 5
+NO_MODEL = "none"
 CONVERGENCE_TOLERANCE = 0.10
 
 
@@ -68,10 +70,16 @@ class RunConfig:
     seed: int = 0
     seeds: int = 1
     alpha: float = 0.5
+    model: str = DEFAULT_MODEL
+    """DG-PG's analytical model; "none" for MAPPO and IPPO, which use no model."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algo!r:.40}; known: {', '.join(ALGORITHMS)}")
+        if self.algo != "dgpg":
+            object.__setattr__(self, "model", NO_MODEL)
+        elif not isinstance(self.model, str) or self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODELS)}")
         limits = {"n_agents": (1, 100_000), "episodes": (1, 1_000_000), "seed": (0, 2**31 - 1),
                   "seeds": (1, 64)}
         for name, (lo, hi) in limits.items():
@@ -91,7 +99,8 @@ class RunConfig:
     def train_config(self) -> TrainConfig:
         """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
         rate and entropy coefficient (dgpg.learners.ppo.TUNED)."""
-        return TrainConfig(algo=self.algo, alpha=self.alpha, **TUNED[self.algo])
+        model = {"model": self.model} if self.algo == "dgpg" else {}
+        return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **TUNED[self.algo])
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(n_agents=self.n_agents)
@@ -100,6 +109,14 @@ class RunConfig:
         return {"run": dataclasses.asdict(self),
                 "train": dataclasses.asdict(self.train_config()),
                 "env": dataclasses.asdict(self.env_config())}
+
+
+def upgrade_run_dict(run: Any) -> Any:
+    """A stored run configuration in today's form: runs written before the analytical model
+    was an option trained DG-PG with the fluid model (and MAPPO and IPPO with none)."""
+    if isinstance(run, dict) and "model" not in run and "algo" in run:
+        run = {**run, "model": "fluid" if run["algo"] == "dgpg" else NO_MODEL}
+    return run
 
 
 def make_validator(config: TrainConfig, env_config: EnvConfig, seeds) -> Callable:
@@ -179,7 +196,7 @@ def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
             raise RunError(f"cannot read {config_path}") from None
         if not isinstance(saved, dict):
             raise RunError(f"{config_path} is not a dgpg run configuration")
-        if saved.get("run") != dataclasses.asdict(run):
+        if upgrade_run_dict(saved.get("run")) != dataclasses.asdict(run):
             raise RunError(f"{out} holds a run with another configuration; give the same options")
         return
     if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
@@ -215,7 +232,8 @@ def train(
     if resuming:  # verify the checkpoint before any work
         meta, state = checkpoint.read(ckpt_dir / "last.ckpt")
         saved = meta.get("config")
-        if not isinstance(saved, dict) or saved.get("run") != dataclasses.asdict(run):
+        if (not isinstance(saved, dict)
+                or upgrade_run_dict(saved.get("run")) != dataclasses.asdict(run)):
             raise RunError(f"{ckpt_dir / 'last.ckpt'} belongs to another run configuration")
 
     keys = jnp.stack([jax.random.key(s) for s in seed_ids])
@@ -289,14 +307,18 @@ def train(
 def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str, Any]:
     """Test evaluation of the best checkpoints and the run's summary.json."""
     per_seed = []
-    test_matrix = []
+    test_matrix, sampled_matrix = [], []
     for i in range(run.seeds):
         actor_i = jax.tree.map(lambda x, i=i: x[i], best_actor)
         test = evaluate(make_policy(tcfg, actor_i, greedy=True), ecfg, TEST_SEEDS)["return"]
+        sampled = evaluate(make_policy(tcfg, actor_i, greedy=False), ecfg, TEST_SEEDS)["return"]
         test_matrix.append(test)
+        sampled_matrix.append(sampled)
         per_seed.append({"seed": run.seed + i, "best_val_return": float(best_val[i]),
-                         "test_return": mean_ci(test)[0]})
+                         "test_return": mean_ci(test)[0],
+                         "test_return_sampled": mean_ci(sampled)[0]})
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
+    sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
     bfc_test = mean_ci(evaluate(best_fit_central, ecfg, TEST_SEEDS)["return"])[0]
     bfc_val = mean_ci(evaluate(best_fit_central, ecfg, VALIDATION_SEEDS)["return"])[0]
     val_curve = np.array([
@@ -312,6 +334,9 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
         "best_val_return": float(np.mean(best_val)),
         "test_return": test_mean,
         "test_return_ci": test_ci,
+        "test_return_sampled": sampled_mean,
+        "test_return_sampled_ci": sampled_ci,
+        "model": run.model,
         "episodes_to_converge": episodes_to_converge(val_curve, bfc_val),
         "bestfit_central_val_return": bfc_val,
         "bestfit_central_test_return": bfc_test,
@@ -331,7 +356,7 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
         path = path / "checkpoints" / "best.ckpt"
     meta, state = checkpoint.read(path)
     try:
-        run = RunConfig(**meta["config"]["run"])
+        run = RunConfig(**upgrade_run_dict(meta["config"]["run"]))
     except (KeyError, TypeError, ValueError):
         raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration") \
             from None

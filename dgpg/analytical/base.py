@@ -16,11 +16,13 @@ import jax
 
 
 class AnalyticalModel(Protocol):
-    def reference(self, state: Any) -> Any:
-        """The model's reference for this state (a pytree; `probs` holds the reference policy)."""
+    def reference(self, state: Any, probs: jax.Array | None = None) -> Any:
+        """The model's reference for this state (a pytree). `probs` (N, J, K) is the current
+        policy, for models that hold the other agents at their expected placements; others
+        ignore it."""
         ...
 
     def guidance_loss(self, probs: jax.Array, reference: Any) -> jax.Array:
-        """Scalar loss whose gradient in `probs` is the guidance direction; its gradient vanishes
-        (on the probability simplex) at the reference policy."""
+        """Scalar loss whose gradient in `probs` is the guidance direction, computed from
+        probabilities and the reference alone (no sampled actions, no returns)."""
         ...

@@ -59,7 +59,8 @@ class WaterFillingModel:
 
     config: EnvConfig
 
-    def reference(self, state: EnvState) -> CloudReference:
+    def reference(self, state: EnvState, probs: jax.Array | None = None) -> CloudReference:
+        """The water-filling reference; `probs` is not used (the others are at p*)."""
         sc, jobs = state.scenario, state.jobs
         cpu, mem, _ = server_loads(state.servers)
         is_mem = jobs.type == MEM_JOB

@@ -161,10 +161,13 @@ class RunSpec:
     seeds: int = 1
     overrides: str = ""
     """JSON of TrainConfig ('train') and EnvConfig ('env') field overrides; '' = defaults."""
+    model: str = "aligned"
+    """DG-PG's analytical model; "none" for MAPPO and IPPO."""
 
     def __post_init__(self) -> None:
         if self.algo != "dgpg":
             object.__setattr__(self, "alpha", 0.0)
+            object.__setattr__(self, "model", "none")
         object.__setattr__(self, "alpha", float(self.alpha))
         self.run_config()  # validates every field
 
@@ -174,13 +177,16 @@ class RunSpec:
                f"_s{self.seed}x{self.seeds}")
         if self.overrides:
             key += "_" + hashlib.sha256(self.overrides.encode()).hexdigest()[:8]
+        if self.model not in ("fluid", "none"):  # runs of the fluid model predate the option
+            key += f"_{self.model}"
         return key
 
     def run_config(self):
         from dgpg.training import RunConfig
 
         fields = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
-                  "seed": self.seed, "seeds": self.seeds, "alpha": self.alpha}
+                  "seed": self.seed, "seeds": self.seeds, "alpha": self.alpha,
+                  "model": self.model}
         if not self.overrides:
             run = RunConfig(**fields)
         else:

@@ -148,13 +148,13 @@ def gradient_sampler(config, env, agent: int = 0):
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from dgpg.analytical.cloud import WaterFillingModel
+    from dgpg.analytical import make_model
     from dgpg.learners.networks import Actor
     from dgpg.learners.ppo import gae, make_rollout
 
     rollout = make_rollout(dataclasses.replace(config, algo="dgpg"), env)
     actor = Actor(config.hidden)
-    model = WaterFillingModel(env)
+    model = make_model(config.model, env)
 
     def one(params, value_norm, key, scenario_key):
         traj, last_value, _ = rollout(params, value_norm, key, scenario_key)
@@ -217,7 +217,9 @@ class GradientSpec:
         from dgpg.learners.ppo import TrainConfig, init_runner
 
         folder.mkdir(parents=True, exist_ok=True)
-        config = TrainConfig(algo="dgpg", hidden=self.hidden)
+        # the fluid model: the stored gradient samples were drawn with it and the task key
+        # names no model
+        config = TrainConfig(algo="dgpg", hidden=self.hidden, model="fluid")
         env = EnvConfig(n_agents=self.n_agents, episode_steps=self.horizon)
         runner = jax.jit(init_runner, static_argnums=(1, 2))(jax.random.key(self.seed), config,
                                                              env)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dgpg.analytical.cloud import WaterFillingModel
+from dgpg.analytical import make_model
 from dgpg.envs.cloud import EnvConfig
 from dgpg.learners.networks import Actor
 from dgpg.learners.ppo import Runner, TrainConfig, gae, make_rollout
@@ -41,7 +41,7 @@ def agent_gradient_samples(
     guided = dataclasses.replace(config, algo="dgpg", alpha=float(alpha))
     rollout = make_rollout(guided, env_config)
     actor = Actor(config.hidden)
-    model = WaterFillingModel(env_config)
+    model = make_model(config.model, env_config)
     scenario_key = jax.random.key(scenario_seed)
 
     def one(k):

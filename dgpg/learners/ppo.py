@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dgpg.analytical.cloud import CloudReference, WaterFillingModel
+from dgpg.analytical import DEFAULT_MODEL, MODELS, make_model
 from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig, Observation
 from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
@@ -48,6 +48,8 @@ class TrainConfig:
     """dgpg, mappo or ippo."""
     alpha: float = 0.5
     """Guidance weight of DG-PG in [0, 1]; MAPPO and IPPO ignore it (weight 0)."""
+    model: str = DEFAULT_MODEL
+    """DG-PG's analytical model (dgpg.analytical.MODELS); MAPPO and IPPO use none."""
     learning_rate: float = 1e-3
     """Adam step size, actor and critic."""
     ent_coef: float = 0.003
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGORITHMS)}")
         if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODELS)}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
                      "max_grad_norm"):
             value = getattr(self, name)
@@ -151,7 +155,7 @@ class Trajectory:
     log_probs: jax.Array  # (T, N, J)
     values: jax.Array  # (T,) central or (T, N) local, denormalised
     rewards: jax.Array  # (T,)
-    reference: CloudReference | None  # (T, N, J, K) fields, DG-PG only
+    reference: Any  # the model's reference, leading axes (T, N, J); DG-PG only
 
 
 def _networks(config: TrainConfig):
@@ -247,7 +251,7 @@ def _select_agents(tree, idx):
 def make_rollout(config: TrainConfig, env_config: EnvConfig):
     """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
     actor, critic = _networks(config)
-    model = WaterFillingModel(env_config)
+    model = make_model(config.model, env_config)
     guided = config.algo == "dgpg"
 
     def value_of(params, state, obs, value_norm):
@@ -271,7 +275,8 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig):
             )[..., 0]
             value = value_of(params, state, obs, value_norm)
             servers, context = cloud.global_state(state, env_config)
-            reference = model.reference(state) if guided else None
+            reference = (model.reference(state, jax.nn.softmax(logits, axis=-1)) if guided
+                         else None)
             next_state, reward, metrics = cloud.step(k_env, state, actions, env_config)
             transition = Trajectory(obs, servers, context, actions, log_probs, value, reward,
                                     reference)
@@ -291,7 +296,7 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig):
 def make_loss(config: TrainConfig, env_config: EnvConfig):
     """Return `loss(params, batch) -> (total, aux)` on a minibatch (time steps x agents)."""
     actor, critic = _networks(config)
-    model = WaterFillingModel(env_config)
+    model = make_model(config.model, env_config)
     alpha = config.guidance_weight
 
     def loss(params, batch):

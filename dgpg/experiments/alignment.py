@@ -1,0 +1,202 @@
+"""Learning curves of the aligned model against the fluid one and the baselines (DESIGN 4).
+
+    alignment  learning curves at N = 5, 20, 50, 200 of DG-PG with the aligned model (the
+               default), DG-PG with the fluid model, MAPPO and IPPO, with best-fit-central,
+               least-loaded and model-greedy as lines (their greedy returns on the same
+               validation scenarios). Writes alignment.png, alignment.csv, alignment_table.csv
+               and alignment.md. The ablation of the model's choices is `ablation`.
+
+A baseline may have runs with other step sizes at some N (the step-size check of figure 4):
+the curves use, per learner and N, the run with the best validation return (never the test
+return). Heuristic lines are evaluated once per N on the validation scenarios and cached like a
+run (`runs/validation_heuristics_n<N>_<digest>/result.json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dgpg import atomic  # noqa: E402
+from dgpg.experiments import common, sweep  # noqa: E402
+from dgpg.experiments.sweep import RunSpec, overrides_json  # noqa: E402
+
+LINES = ("best-fit-central", "least-loaded", "model-greedy")
+STEP_SIZE_CHECK = {
+    ("mappo", 50): (overrides_json(train={"learning_rate": 1e-3}),),
+    ("ippo", 50): (overrides_json(train={"learning_rate": 3e-3}),),
+}
+"""Baseline runs with another step size than the tuned one (figure 4's step-size check)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvesGrid:
+    n_agents: tuple[int, ...] = (5, 20, 50, 200)
+    episodes: int = 200
+    large_n: int = 100
+    """N above which `large_n_episodes` is DG-PG's (aligned) budget."""
+    large_n_episodes: int = 100
+    baseline_episodes: int = 200
+    """Budget of the fluid model, MAPPO and IPPO (their figure 4 runs); at large N only the
+    first `large_n_episodes` of their curves are drawn."""
+    alpha: float = 0.5
+    seeds: int = 3
+    overrides: str = ""
+    step_size_check: bool = True
+
+    def episodes_at(self, n: int) -> int:
+        return self.episodes if n <= self.large_n else self.large_n_episodes
+
+
+FULL = CurvesGrid()
+QUICK = CurvesGrid(n_agents=(5, 20), episodes=15, baseline_episodes=15, seeds=1,
+                          step_size_check=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationLines:
+    """Greedy heuristics' returns on the validation scenarios at one N (a sweep task)."""
+
+    n_agents: int
+    heuristics: tuple[str, ...] = LINES
+    overrides: str = ""
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(f"{','.join(self.heuristics)}|{self.overrides}".encode())
+        return f"validation_heuristics_n{self.n_agents}_{digest.hexdigest()[:8]}"
+
+    def result(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads((folder / "result.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("n_agents") != self.n_agents:
+            return None
+        if set(data.get("returns", {})) != set(self.heuristics):
+            return None
+        return data
+
+    def execute(self, folder: Path) -> dict[str, Any]:
+        from dgpg.evaluation import VALIDATION_SEEDS, evaluate
+        from dgpg.heuristics import get_heuristic
+
+        folder.mkdir(parents=True, exist_ok=True)
+        config = sweep.env_config(self.n_agents, self.overrides)
+        returns = {name: float(np.mean(evaluate(get_heuristic(name), config,
+                                                VALIDATION_SEEDS)["return"]))
+                   for name in self.heuristics}
+        data = {"n_agents": self.n_agents, "scenarios": len(VALIDATION_SEEDS),
+                "returns": returns}
+        atomic.write_json(folder / "result.json", data)
+        return data
+
+    def progress(self, folder: Path) -> tuple[int, int]:
+        return (1 if self.result(folder) is not None else 0), 1
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+CURVE_KINDS = (("dgpg", "aligned"), ("dgpg", "fluid"), ("mappo", "none"), ("ippo", "none"))
+
+
+def curve_tasks(grid: CurvesGrid) -> dict[tuple[str, str, int], list[RunSpec]]:
+    """Runs behind each curve, keyed (algo, model, N): several only for step-size variants."""
+    runs: dict[tuple[str, str, int], list[RunSpec]] = {}
+    for n in grid.n_agents:
+        for algo, model in CURVE_KINDS:
+            episodes = grid.episodes_at(n) if model == "aligned" else grid.baseline_episodes
+            specs = [RunSpec(algo, n, episodes, alpha=grid.alpha, seeds=grid.seeds,
+                             overrides=grid.overrides, model=model)]
+            if grid.step_size_check and not grid.overrides:
+                specs += [RunSpec(algo, n, episodes, seeds=grid.seeds, overrides=o, model=model)
+                          for o in STEP_SIZE_CHECK.get((algo, n), ())]
+            runs[(algo, model, n)] = specs
+    return runs
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def label(algo: str, model: str) -> str:
+    return f"DG-PG ({model})" if algo == "dgpg" else {"mappo": "MAPPO", "ippo": "IPPO"}[algo]
+
+
+def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, runs: Path | None = None,
+        grid: CurvesGrid | None = None, progress=None) -> dict[str, Any]:
+    """Run (or resume) the curves' runs and draw alignment.png into `out`."""
+    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    opts = common.options(out, runs, backend, address, workers, progress)
+    by_curve = curve_tasks(grid)
+    lines = {n: ValidationLines(n, overrides=grid.overrides) for n in grid.n_agents}
+    report = common.run_tasks([s for specs in by_curve.values() for s in specs]
+                              + list(lines.values()), opts)
+
+    fig, axes = plt.subplots(1, len(grid.n_agents), figsize=(4.2 * len(grid.n_agents), 4.0),
+                             squeeze=False)
+    curve_rows, rows = [], []
+    for ax, n in zip(axes[0], grid.n_agents, strict=True):
+        shown = grid.episodes_at(n)
+        for i, (algo, model) in enumerate(CURVE_KINDS):
+            specs = by_curve[(algo, model, n)]
+            spec = max(specs, key=lambda s: report.results[s.key]["best_val_return"])
+            summary = report.results[spec.key]
+            values = common.val_curves(common.run_folder(opts, spec))[:shown]
+            name = label(algo, model)
+            if spec.overrides and len(specs) > 1:
+                name += f" (lr {json.loads(spec.overrides)['train']['learning_rate']:g})"
+            common.plot_band(ax, values, name, f"C{i}")
+            curve_rows += common.curve_rows(values, n_agents=n, learner=name)
+            row = common.run_row(spec, summary, values)
+            row.update(learner=name, model=model, test_return_sampled=summary.get(
+                "test_return_sampled"), val_return_at_10=value_at(values, 10))
+            rows.append(row)
+        returns = report.results[lines[n].key]["returns"]
+        for name, ls in zip(LINES, ("--", ":", "-."), strict=True):
+            ax.axhline(returns[name], color="k", ls=ls, lw=1, label=name)
+        ref = returns["best-fit-central"]
+        ax.set_ylim(3.0 * ref, 0.5 * max(returns.values()))
+        ax.set(title=f"N = {n}", xlabel="episode")
+        for r in rows:
+            if r["n_agents"] == n:
+                r.update({f"{h}_val_return": returns[h] for h in LINES})
+    axes[0][0].set_ylabel("greedy validation return")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    common.write_outputs(opts.out, "alignment", fig, curve_rows, rows, curves_markdown(rows))
+    return {"rows": rows, "seconds": report.seconds}
+
+
+def value_at(values: np.ndarray, episode: int) -> float | None:
+    return float(values[episode - 1].mean()) if values.shape[0] >= episode else None
+
+
+def curves_markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("Greedy validation return (mean over seeds); converge = episodes until the "
+            "5-episode rolling mean stays within 10 % of best-fit-central (per seed in "
+            "brackets); final = mean of the last 5 episodes drawn; test = best-on-validation "
+            "checkpoint on the 40 test scenarios, greedy (95 % CI) and sampled.\n\n")
+    table = common.md_table(
+        ["N", "learner", "episodes", "converge", "per seed", "val at 10", "final val",
+         "test (greedy)", "test (sampled)", "best-fit-central val", "least-loaded val",
+         "model-greedy val"],
+        [[r["n_agents"], r["learner"], r["episodes"], common.fmt(r["episodes_to_converge"]),
+          r["episodes_to_converge_per_seed"].replace("null", "-"),
+          common.fmt(r["val_return_at_10"], missing="-"),
+          common.pm(r["final_val_return"], r["final_val_return_std"]),
+          common.pm(r["test_return"], r["test_return_ci"]),
+          common.fmt(r["test_return_sampled"], missing="-"),
+          common.fmt(r["best-fit-central_val_return"]),
+          common.fmt(r["least-loaded_val_return"]),
+          common.fmt(r["model-greedy_val_return"])] for r in rows])
+    return head + table
