@@ -37,6 +37,7 @@ from dgpg.training import (
     load_actor,
     make_validator,
     train,
+    upgrade_run_dict,
 )
 
 EPISODES = 4
@@ -46,7 +47,9 @@ CLI_TIMEOUT = 300
 
 
 def _small_train(self: RunConfig) -> TrainConfig:
-    return TrainConfig(algo=self.algo, alpha=self.alpha, update_epochs=2, num_minibatches=2)
+    model = {"model": self.model} if self.algo == "dgpg" else {}
+    return TrainConfig(algo=self.algo, alpha=self.alpha, update_epochs=2, num_minibatches=2,
+                       **model)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,7 +142,7 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
         np.mean([s["test_return"] for s in summary["per_seed"]]), rel=1e-6)
     saved = json.loads((out / "config.json").read_text())
     assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
-                            "seeds": 2, "alpha": 0.5}
+                            "seeds": 2, "alpha": 0.5, "model": "aligned"}
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
 
@@ -187,6 +190,7 @@ def test_refuses_to_overwrite_a_run(ref_run, tmp_path):
         train(copy, RUN)
     assert _snapshot(copy) == before
     for other in (RunConfig("dgpg", 2, EPISODES, seeds=2, alpha=0.3),
+                  RunConfig("dgpg", 2, EPISODES, seeds=2, model="fluid"),
                   RunConfig("mappo", 2, EPISODES, seeds=2),
                   RunConfig("dgpg", 2, EPISODES, seeds=1),
                   RunConfig("dgpg", 3, EPISODES, seeds=2)):
@@ -202,6 +206,29 @@ def test_refuses_to_overwrite_a_run(ref_run, tmp_path):
     with pytest.raises(RunError):
         train(partial, RUN)
     assert _snapshot(partial) == {"metrics.csv": b"episode,seed\n1,0\n"}
+
+
+def test_checkpoints_record_the_model(ref_run):
+    out, summary = ref_run
+    assert RUN.model == "aligned" and summary["model"] == "aligned"
+    for name in ("best.ckpt", "last.ckpt"):
+        meta, _ = checkpoint.read(out / "checkpoints" / name)
+        assert meta["config"]["run"]["model"] == "aligned"
+        assert meta["config"]["train"]["model"] == "aligned"
+    tcfg, _, _ = load_actor(out)
+    assert tcfg.model == "aligned"
+
+
+def test_runs_without_a_model_are_fluid_runs():
+    """Configurations written before the model was an option trained DG-PG with the fluid
+    model; MAPPO and IPPO record none whatever is asked."""
+    old = {"algo": "dgpg", "n_agents": 2, "episodes": 3, "seed": 0, "seeds": 1, "alpha": 0.5}
+    assert RunConfig(**upgrade_run_dict(old)).model == "fluid"
+    assert upgrade_run_dict({**old, "algo": "mappo"})["model"] == "none"
+    assert RunConfig("mappo", 2, 3, model="fluid").model == "none"
+    assert RunConfig("dgpg", 2, 3).model == "aligned"
+    with pytest.raises(ValueError, match="unknown model"):
+        RunConfig("dgpg", 2, 3, model="waterfill")
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -344,6 +371,8 @@ def test_episodes_to_converge():
         ["train", "--agents", "0"],
         ["train", "--episodes", "-1"],
         ["train", "--seeds", "0"],
+        ["train", "--model", "nope"],
+        ["train", "--model", "FLUID"],
     ],
     ids=lambda a: " ".join(a[1:]),
 )

@@ -145,14 +145,16 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 
     fig, axes = plt.subplots(1, len(grid.n_agents), figsize=(4.2 * len(grid.n_agents), 4.0),
                              squeeze=False)
-    curve_rows, rows = [], []
+    curve_rows, rows, speed = [], [], []
     for ax, n in zip(axes[0], grid.n_agents, strict=True):
         shown = grid.episodes_at(n)
+        full = {}
         for i, (algo, model) in enumerate(CURVE_KINDS):
             specs = by_curve[(algo, model, n)]
             spec = max(specs, key=lambda s: report.results[s.key]["best_val_return"])
             summary = report.results[spec.key]
-            values = common.val_curves(common.run_folder(opts, spec))[:shown]
+            full[algo, model] = common.val_curves(common.run_folder(opts, spec))
+            values = full[algo, model][:shown]
             name = label(algo, model)
             if spec.overrides and len(specs) > 1:
                 name += f" (lr {json.loads(spec.overrides)['train']['learning_rate']:g})"
@@ -162,6 +164,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
             row.update(learner=name, model=model, test_return_sampled=summary.get(
                 "test_return_sampled"), val_return_at_10=value_at(values, 10))
             rows.append(row)
+        speed.append({"n_agents": n, **speed_up(full["dgpg", "aligned"], full["mappo", "none"])})
         returns = report.results[lines[n].key]["returns"]
         for name, ls in zip(LINES, ("--", ":", "-."), strict=True):
             ax.axhline(returns[name], color="k", ls=ls, lw=1, label=name)
@@ -173,8 +176,43 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                 r.update({f"{h}_val_return": returns[h] for h in LINES})
     axes[0][0].set_ylabel("greedy validation return")
     axes[0][0].legend(fontsize=7, loc="lower right")
-    common.write_outputs(opts.out, "alignment", fig, curve_rows, rows, curves_markdown(rows))
-    return {"rows": rows, "seconds": report.seconds}
+    common.write_outputs(opts.out, "alignment", fig, curve_rows, rows,
+                         curves_markdown(rows) + "\n" + speed_markdown(speed))
+    common.write_csv(opts.out / "alignment_speed.csv", speed)
+    return {"rows": rows, "speed": speed, "seconds": report.seconds}
+
+
+def first_reaching(values: np.ndarray, target: float) -> int | None:
+    """First episode whose 5-episode rolling mean (of the mean over seeds) is >= target."""
+    mean = values.mean(axis=1)
+    w = common.FINAL_WINDOW
+    if mean.size < w:
+        return None
+    rolling = np.convolve(mean, np.ones(w) / w, mode="valid")
+    hit = np.nonzero(rolling >= target)[0]
+    return int(hit[0]) + w if hit.size else None
+
+
+def speed_up(guided: np.ndarray, mappo: np.ndarray) -> dict[str, Any]:
+    """How much sooner DG-PG reaches MAPPO's final validation return (mean of its last 5
+    episodes), both measured by the 5-episode rolling mean."""
+    target = float(mappo[-common.FINAL_WINDOW:].mean())
+    dg, mp = first_reaching(guided, target), first_reaching(mappo, target)
+    return {"mappo_episodes": mappo.shape[0], "mappo_final_val_return": target,
+            "mappo_first_episode": mp, "dgpg_first_episode": dg,
+            "speed_up": mp / dg if dg and mp else None}
+
+
+def speed_markdown(speed: list[dict[str, Any]]) -> str:
+    head = ("How soon the 5-episode rolling mean of DG-PG (aligned) reaches MAPPO's final "
+            "validation return (the mean of MAPPO's last 5 episodes):\n\n")
+    return head + common.md_table(
+        ["N", "MAPPO episodes", "MAPPO final val", "MAPPO reaches it", "DG-PG reaches it",
+         "speed-up"],
+        [[r["n_agents"], r["mappo_episodes"], common.fmt(r["mappo_final_val_return"]),
+          common.fmt(r["mappo_first_episode"], missing="-"),
+          common.fmt(r["dgpg_first_episode"], missing="never"),
+          common.fmt(r["speed_up"], 1, missing="-")] for r in speed])
 
 
 def value_at(values: np.ndarray, episode: int) -> float | None:
