@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from cli_harness import run_cli, snapshot
 
-from dgpg.experiments import fig2, fig3, fig4, fig5, nash, sweep, variance
+from dgpg.experiments import ablation, alignment, fig2, fig3, fig4, fig5, nash, sweep, variance
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
 
 OVERRIDES = overrides_json(train={"update_epochs": 2, "num_minibatches": 2, "hidden": 16},
@@ -264,6 +264,25 @@ def test_fig4_reduced(runs, tmp_path):
     before = snapshot(runs / "runs", folders=False)
     fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
     assert snapshot(runs / "runs", folders=False) == before
+
+
+def test_alignment_and_ablation_reduced(runs, tmp_path):
+    grid = alignment.CurvesGrid(n_agents=(2,), episodes=EPISODES, baseline_episodes=EPISODES,
+                                seeds=1, overrides=OVERRIDES)
+    result = alignment.run(tmp_path / "alignment", grid=grid, runs=runs, workers=1)
+    _files(tmp_path / "alignment", "alignment")
+    assert [r["learner"] for r in result["rows"]] == ["DG-PG (aligned)", "DG-PG (fluid)",
+                                                      "MAPPO", "IPPO"]
+    assert (runs / "runs" / GRID[0].key).is_dir()  # the sweep's aligned run was reused
+    text = (tmp_path / "alignment" / "alignment.md").read_text()
+    assert "model-greedy val" in text and "speed-up" in text
+    abl = ablation.AblationGrid(n_agents=(2,), episodes=EPISODES, alphas=(0.5,), variants=(),
+                                seeds=1, overrides=OVERRIDES)
+    before = snapshot(runs / "runs", folders=False)
+    rows = ablation.run(tmp_path / "ablation", grid=abl, runs=runs, workers=1)["rows"]
+    assert snapshot(runs / "runs", folders=False) == before  # both runs were trained above
+    assert [(r["model"], r["alpha"]) for r in rows] == [("fluid", 0.5), ("aligned", 0.5)]
+    assert "| 2 | aligned | 0.5 |" in (tmp_path / "ablation" / "ablation.md").read_text()
 
 
 def test_variance_reduced(tmp_path):
