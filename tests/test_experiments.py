@@ -117,9 +117,13 @@ def test_run_spec_keys_and_validation():
     a = RunSpec("mappo", 10, 5, alpha=0.7)
     assert a.alpha == 0.0 and a == RunSpec("mappo", 10, 5, alpha=0.2)  # MAPPO ignores alpha
     assert a.key == "mappo_n10_a0_e5_s0x1"
-    assert RunSpec("dgpg", 10, 5, alpha=0.25, seeds=3).key == "dgpg_n10_a0.25_e5_s0x3"
+    # the fluid model's runs keep the keys they had before the model was an option
+    assert RunSpec("dgpg", 10, 5, alpha=0.25, seeds=3, model="fluid").key == \
+        "dgpg_n10_a0.25_e5_s0x3"
+    assert RunSpec("dgpg", 10, 5, alpha=0.25, seeds=3).key == "dgpg_n10_a0.25_e5_s0x3_aligned"
+    assert RunSpec("mappo", 10, 5, model="aligned") == a  # MAPPO uses no model
     assert GRID[0].key != RunSpec("dgpg", 2, EPISODES).key  # overrides are part of the key
-    for bad in ({"algo": "nope"}, {"alpha": 1.5}, {"n_agents": 0}, {"seeds": 0},
+    for bad in ({"algo": "nope"}, {"alpha": 1.5}, {"n_agents": 0}, {"seeds": 0}, {"model": "x"},
                 {"overrides": '{"train": {"no_such_field": 1}}'}, {"overrides": "[]"}):
         with pytest.raises(ValueError):
             RunSpec(**({"algo": "dgpg", "n_agents": 2, "episodes": 1} | bad))
