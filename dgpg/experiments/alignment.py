@@ -9,13 +9,12 @@
 A baseline may have runs with other step sizes at some N (the step-size check of figure 4):
 the curves use, per learner and N, the run with the best validation return (never the test
 return). Heuristic lines are evaluated once per N on the validation scenarios and cached like a
-run (`runs/validation_heuristics_n<N>_<digest>/result.json`).
+run (`runs/validation_heuristics_n<N>_<digest>/result.json`, figure 4's heuristic task).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dgpg import atomic  # noqa: E402
-from dgpg.experiments import common, sweep  # noqa: E402
+from dgpg.experiments import common  # noqa: E402
+from dgpg.experiments.fig4 import HeuristicSpec  # noqa: E402
 from dgpg.experiments.sweep import RunSpec, overrides_json  # noqa: E402
 
 LINES = ("best-fit-central", "least-loaded", "model-greedy")
@@ -60,48 +59,6 @@ class CurvesGrid:
 FULL = CurvesGrid()
 QUICK = CurvesGrid(n_agents=(5, 20), episodes=15, baseline_episodes=15, seeds=1,
                           step_size_check=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class ValidationLines:
-    """Greedy heuristics' returns on the validation scenarios at one N (a sweep task)."""
-
-    n_agents: int
-    heuristics: tuple[str, ...] = LINES
-    overrides: str = ""
-
-    @property
-    def key(self) -> str:
-        digest = hashlib.sha256(f"{','.join(self.heuristics)}|{self.overrides}".encode())
-        return f"validation_heuristics_n{self.n_agents}_{digest.hexdigest()[:8]}"
-
-    def result(self, folder: Path) -> dict[str, Any] | None:
-        try:
-            data = json.loads((folder / "result.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("n_agents") != self.n_agents:
-            return None
-        if set(data.get("returns", {})) != set(self.heuristics):
-            return None
-        return data
-
-    def execute(self, folder: Path) -> dict[str, Any]:
-        from dgpg.evaluation import VALIDATION_SEEDS, evaluate
-        from dgpg.heuristics import get_heuristic
-
-        folder.mkdir(parents=True, exist_ok=True)
-        config = sweep.env_config(self.n_agents, self.overrides)
-        returns = {name: float(np.mean(evaluate(get_heuristic(name), config,
-                                                VALIDATION_SEEDS)["return"]))
-                   for name in self.heuristics}
-        data = {"n_agents": self.n_agents, "scenarios": len(VALIDATION_SEEDS),
-                "returns": returns}
-        atomic.write_json(folder / "result.json", data)
-        return data
-
-    def progress(self, folder: Path) -> tuple[int, int]:
-        return (1 if self.result(folder) is not None else 0), 1
 
 
 # --------------------------------------------------------------------------- tasks
@@ -139,7 +96,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
     opts = common.options(out, runs, backend, address, workers, progress)
     by_curve = curve_tasks(grid)
-    lines = {n: ValidationLines(n, overrides=grid.overrides) for n in grid.n_agents}
+    lines = {n: HeuristicSpec(n, LINES, grid.overrides, scenarios="validation")
+             for n in grid.n_agents}
     report = common.run_tasks([s for specs in by_curve.values() for s in specs]
                               + list(lines.values()), opts)
 
@@ -165,7 +123,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                 "test_return_sampled"), val_return_at_10=value_at(values, 10))
             rows.append(row)
         speed.append({"n_agents": n, **speed_up(full["dgpg", "aligned"], full["mappo", "none"])})
-        returns = report.results[lines[n].key]["returns"]
+        returns = {h: v["return"]["mean"]
+                   for h, v in report.results[lines[n].key]["policies"].items()}
         for name, ls in zip(LINES, ("--", ":", "-."), strict=True):
             ax.axhline(returns[name], color="k", ls=ls, lw=1, label=name)
         ref = returns["best-fit-central"]

@@ -31,6 +31,7 @@ from dgpg.experiments import common, sweep  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
+SCENARIOS = ("test", "validation")
 HEURISTIC_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
                    "analytical")
 
@@ -59,18 +60,27 @@ QUICK = Grid(n_agents=(5, 20), episodes=15, seeds=1)
 
 @dataclasses.dataclass(frozen=True)
 class HeuristicSpec:
-    """Evaluation of heuristics at one N on the 40 test scenarios (a sweep task)."""
+    """Evaluation of heuristics at one N on the 40 test scenarios, or on the 10 validation
+    scenarios (a sweep task)."""
 
     n_agents: int
     heuristics: tuple[str, ...] = HEURISTIC_NAMES
     overrides: str = ""
     """Same meaning as RunSpec.overrides (only the 'env' part is used)."""
+    scenarios: str = "test"
+    """test or validation."""
+
+    def __post_init__(self) -> None:
+        if self.scenarios not in SCENARIOS:
+            raise ValueError(f"scenarios must be one of {', '.join(SCENARIOS)}, "
+                             f"got {self.scenarios!r}")
 
     @property
     def key(self) -> str:
         names = ",".join(self.heuristics)
         digest = hashlib.sha256(f"{names}|{self.overrides}".encode()).hexdigest()[:8]
-        return f"heuristics_n{self.n_agents}_{digest}"
+        prefix = "heuristics" if self.scenarios == "test" else f"{self.scenarios}_heuristics"
+        return f"{prefix}_n{self.n_agents}_{digest}"
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -84,17 +94,18 @@ class HeuristicSpec:
         return data
 
     def execute(self, folder: Path) -> dict[str, Any]:
-        from dgpg.evaluation import TEST_SEEDS, evaluate, mean_ci
+        from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci
         from dgpg.heuristics import get_heuristic
 
         folder.mkdir(parents=True, exist_ok=True)
         config = sweep.env_config(self.n_agents, self.overrides)
+        seeds = TEST_SEEDS if self.scenarios == "test" else VALIDATION_SEEDS
         policies = {}
         for name in self.heuristics:
-            values = evaluate(get_heuristic(name), config, TEST_SEEDS)
+            values = evaluate(get_heuristic(name), config, seeds)
             policies[name] = {m: dict(zip(("mean", "ci95"), mean_ci(v), strict=True))
                               for m, v in values.items()}
-        data = {"n_agents": self.n_agents, "scenarios": len(TEST_SEEDS), "policies": policies}
+        data = {"n_agents": self.n_agents, "scenarios": len(seeds), "policies": policies}
         atomic.write_json(folder / "result.json", data)
         return data
 
