@@ -176,6 +176,7 @@ def test_killed_sweep_runs_only_missing(reference, tmp_path):
     assert _results(out) == _results(reference[0])
 
 
+@pytest.mark.slow  # about 25 s; test_killed_sweep_runs_only_missing covers restarts by default
 def test_sigkill_at_random_moment(reference, tmp_path):
     """SIGKILL at a random moment of the sweep; the restart completes it with exactly one
     result per grid point, equal to an uninterrupted sweep."""
@@ -270,6 +271,7 @@ def test_fig4_reduced(runs, tmp_path):
     assert snapshot(runs / "runs", folders=False) == before
 
 
+@pytest.mark.slow  # about 50 s, mostly compiling three more learners
 def test_alignment_and_ablation_reduced(runs, tmp_path):
     grid = alignment.CurvesGrid(n_agents=(2,), episodes=EPISODES, baseline_episodes=EPISODES,
                                 seeds=1, overrides=OVERRIDES)

@@ -282,6 +282,7 @@ def _analytical_return(env_config, seeds) -> float:
     return float(evaluate(analytical, env_config, seeds)["return"].mean())
 
 
+@pytest.mark.slow  # the aligned model's N = 5 test below is the default learning test
 def test_dgpg_learns_small():
     """Cheap smoke test of the learner (N = 3, 20-step episodes, small network, 10 episodes,
     the fluid model): the greedy policy beats the initial one and comes within 10 % of

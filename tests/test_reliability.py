@@ -172,6 +172,7 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.slow  # about 100 s; test_training's resume test runs by default
 def test_killed_at_six_points_resumes_to_the_same_result(reference, shared_jax_cache,
                                                          tmp_path):
     """SIGKILL at six points of the write path, one per process, resuming after each: the files
