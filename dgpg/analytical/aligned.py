@@ -74,6 +74,12 @@ def candidate_view(state: EnvState, config: EnvConfig) -> CandidateView:
     )
 
 
+def fits(view: CandidateView, memory_gb: jax.Array) -> jax.Array:
+    """Whether a job of `memory_gb` (shape (...)) is admitted on each candidate: free memory
+    and a free slot, (..., K) bool."""
+    return (view.mem_free >= memory_gb[..., None] - 1e-4) & (view.slots_free >= 1)
+
+
 def delta_potential(cores: jax.Array, memory_gb: jax.Array, work: jax.Array,
                     view: CandidateView, total: jax.Array, state: EnvState, config: EnvConfig,
                     horizon: str = "step") -> jax.Array:
@@ -83,7 +89,7 @@ def delta_potential(cores: jax.Array, memory_gb: jax.Array, work: jax.Array,
     sc = state.scenario
     k_tot = jnp.sum(sc.capacity)
     M = sc.capacity.shape[0]
-    c, m, total = cores[..., None], memory_gb[..., None], total[..., None]
+    c, total = cores[..., None], total[..., None]
     imbalance = (c * (2.0 * view.load + c) / view.kappa / k_tot
                  - c * (2.0 * total + c) / k_tot**2)
     overload = (jnp.maximum(0.0, (view.load + c) / view.kappa - 1.0)
@@ -94,9 +100,8 @@ def delta_potential(cores: jax.Array, memory_gb: jax.Array, work: jax.Array,
         delta = delta * work[..., None] / speed
     elif horizon != "step":
         raise ValueError(f"unknown horizon {horizon!r}; known: {', '.join(HORIZONS)}")
-    feasible = (view.mem_free >= m - 1e-4) & (view.slots_free >= 1)
     arrived = jnp.maximum(jnp.sum(state.jobs.mask) + state.jobs.shed, 1)
-    return jnp.where(feasible, delta, config.drop_weight / arrived)
+    return jnp.where(fits(view, memory_gb), delta, config.drop_weight / arrived)
 
 
 def placement_delta(state: EnvState, config: EnvConfig, probs: jax.Array | None = None,
@@ -144,11 +149,10 @@ def greedy_placement(state: EnvState, config: EnvConfig, horizon: str = "step") 
         v = first.replace(load=load, mem_free=mem_free, slots_free=slots_free)
         delta = delta_potential(cores, mem, work, v, total + added, state, config, horizon)
         a = jnp.argmin(delta, axis=-1)
-        fits = jnp.take_along_axis(
-            (mem_free >= mem[:, None] - 1e-4) & (slots_free >= 1), a[:, None], axis=1)[:, 0]
-        put = jax.nn.one_hot(a, load.shape[1]) * (present & fits)[:, None]
+        admitted = present & jnp.take_along_axis(fits(v, mem), a[:, None], axis=1)[:, 0]
+        put = jax.nn.one_hot(a, load.shape[1]) * admitted[:, None]
         return (load + put * cores[:, None], mem_free - put * mem[:, None], slots_free - put,
-                added + jnp.where(present & fits, cores, 0.0)), a
+                added + jnp.where(admitted, cores, 0.0)), a
 
     per_job = (jobs.cores.T, jobs.memory_gb.T, jobs.work.T, jobs.mask.T)  # (J, N) each
     init = (first.load, first.mem_free, first.slots_free, jnp.zeros(jobs.mask.shape[0]))

@@ -167,9 +167,9 @@ class RunSpec:
     def __post_init__(self) -> None:
         if self.algo != "dgpg":
             object.__setattr__(self, "alpha", 0.0)
-            object.__setattr__(self, "model", "none")
         object.__setattr__(self, "alpha", float(self.alpha))
-        self.run_config()  # validates every field
+        # validates every field; RunConfig records "none" as the model of MAPPO and IPPO
+        object.__setattr__(self, "model", self.run_config().model)
 
     @property
     def key(self) -> str:
