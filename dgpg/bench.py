@@ -155,6 +155,73 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
     }
 
 
+def _timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(seconds of the first call, which compiles; best seconds of `repeats` later calls)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return first, best
+
+
+def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
+                  dense: bool = False) -> dict[str, float]:
+    """Seconds of one training episode of one seed, split into its parts, each compiled alone:
+    the training roll-out, the update, the validation roll-outs (greedy, on the validation
+    scenarios), and the environment-only cost of the same roll-outs (1 + 10 episodes with
+    uniformly random actions). `episode_seconds` is the fused episode (roll-out and update in
+    one compiled call, as `dgpg train` runs it) plus validation; `ratio_to_env` divides it by
+    the environment-only seconds. Best of `repeats` calls after the compiling one. `dense`
+    scores every job slot, not only the occupied ones (for before/after ratios)."""
+    from dgpg.evaluation import VALIDATION_SEEDS, rollout
+    from dgpg.learners.ppo import init_runner, make_rollout, make_train_episode, make_update
+    from dgpg.training import RunConfig, make_validator
+
+    run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0)
+    tcfg, ecfg = run.train_config(), run.env_config()
+    seeds = jnp.stack([jax.random.key(0)])
+    runners = jax.vmap(lambda k: init_runner(k, tcfg, ecfg))(seeds)
+    scenario = jnp.stack([jax.random.key(0)])
+    keys = jnp.stack([jax.random.key(1)])
+
+    roll = jax.jit(jax.vmap(make_rollout(tcfg, ecfg, dense)))
+    c_roll, t_roll = _timed(roll, runners.params, runners.value_norm, keys, scenario,
+                            repeats=repeats)
+    traj, last_value, _ = roll(runners.params, runners.value_norm, keys, scenario)
+    upd = jax.jit(jax.vmap(make_update(tcfg, ecfg, dense)))
+    c_upd, t_upd = _timed(upd, runners, traj, last_value, keys, repeats=repeats)
+    del traj
+    validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS, dense=dense)
+    c_val, t_val = _timed(validate, runners.params["actor"], repeats=repeats)
+    episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg, dense)))
+    c_ep, t_ep = _timed(episode, runners, repeats=repeats)
+
+    def random_policy(key, state, config):
+        shape = (config.n_agents, config.jobs_per_step)
+        return jax.random.randint(key, shape, 0, config.n_candidates)
+
+    env_keys = jnp.stack([jax.random.key(int(s)) for s in (0, *VALIDATION_SEEDS)])
+    env_only = jax.jit(jax.vmap(lambda k: jnp.sum(rollout(random_policy, k, ecfg)["reward"])))
+    _, t_env = _timed(env_only, env_keys, repeats=repeats)
+    return {
+        "n_agents": n_agents,
+        "algo": algo,
+        "dense": dense,
+        "rollout_seconds": t_roll,
+        "update_seconds": t_upd,
+        "validation_seconds": t_val,
+        "episode_seconds": t_ep + t_val,
+        "env_only_seconds": t_env,
+        "ratio_to_env": (t_ep + t_val) / t_env,
+        "compile_seconds": (c_ep - t_ep) + (c_val - t_val),
+        "device": jax.devices()[0].platform,
+    }
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -164,14 +231,15 @@ def peak_rss_mb() -> float:
 
 
 def _measure(name: str, kwargs: dict) -> dict:
-    record = {"env": env_throughput, "train": train_timing}[name](**kwargs)
+    record = {"env": env_throughput, "train": train_timing, "split": episode_split}[name](
+        **kwargs)
     record["peak_rss_mb"] = peak_rss_mb()
     record["load_average"] = os.getloadavg()[0]  # > CPU count: others shared the machine
     return record
 
 
 def in_fresh_process(name: str, **kwargs: object) -> dict:
-    """Run one measurement ("env" or "train") in a new process, so that its peak memory and
+    """Run one measurement ("env", "train" or "split") in a new process, so that its peak memory and
     compilations are its own; returns its record with `peak_rss_mb`."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:

@@ -120,13 +120,13 @@ def upgrade_run_dict(run: Any) -> Any:
 
 
 def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
-                   greedy: bool = True) -> Callable:
+                   greedy: bool = True, dense: bool = False) -> Callable:
     """Compiled `actor_params (stacked over K seeds) -> returns (K, len(seeds))`, of the greedy
     policy (or of the sampled one)."""
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
 
     def one_seed(actor_params):
-        policy = make_policy(config, actor_params, greedy=greedy)
+        policy = make_policy(config, actor_params, greedy=greedy, dense=dense)
         return jax.vmap(lambda k: jnp.sum(rollout(policy, k, env_config)["reward"]))(keys)
 
     return jax.jit(jax.vmap(one_seed))

@@ -26,6 +26,7 @@ from flax import struct
 from dgpg.analytical import DEFAULT_MODEL, MODELS, make_model
 from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig, Observation
+from dgpg.learners.compaction import occupied_logits, slot_capacity
 from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
 
 ALGORITHMS = ("dgpg", "mappo", "ippo")
@@ -248,9 +249,20 @@ def _select_agents(tree, idx):
 # --------------------------------------------------------------------------- rollout
 
 
-def make_rollout(config: TrainConfig, env_config: EnvConfig):
+def actor_logits(actor: Actor, env_config: EnvConfig, rows: int, dense: bool = False):
+    """`logits(actor_params, obs) -> (..., J, K)` for observations of `rows` agent-steps: the
+    actor on the occupied job slots only (`dgpg.learners.compaction`), or on every slot with
+    `dense=True` (the same logits on occupied slots; for tests and benchmarks)."""
+    if dense:
+        return actor.apply
+    capacity = slot_capacity(rows, env_config)
+    return lambda params, obs: occupied_logits(actor.apply, params, obs, capacity)
+
+
+def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
     """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
     actor, critic = _networks(config)
+    logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
     model = make_model(config.model, env_config)
     guided = config.algo == "dgpg"
 
@@ -268,7 +280,7 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig):
         def one_step(state, k):
             k_act, k_env = jax.random.split(k)
             obs = cloud.observe(state, env_config)
-            logits = actor.apply(params["actor"], obs)
+            logits = logits_of(params["actor"], obs)
             actions = jax.random.categorical(k_act, logits, axis=-1)
             log_probs = jnp.take_along_axis(
                 jax.nn.log_softmax(logits, axis=-1), actions[..., None], axis=-1
@@ -293,16 +305,18 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig):
 # --------------------------------------------------------------------------- loss and update
 
 
-def make_loss(config: TrainConfig, env_config: EnvConfig):
-    """Return `loss(params, batch) -> (total, aux)` on a minibatch (time steps x agents)."""
+def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool = False):
+    """Return `loss(params, batch) -> (total, aux)` on a minibatch of `rows` agent-steps
+    (time steps x agents)."""
     actor, critic = _networks(config)
+    logits_of = actor_logits(actor, env_config, rows, dense)
     model = make_model(config.model, env_config)
     alpha = config.guidance_weight
 
     def loss(params, batch):
         traj: Trajectory = batch["traj"]
         mask = traj.obs.job_mask  # (B, A, J)
-        logits = actor.apply(params["actor"], traj.obs)  # (B, A, J, K)
+        logits = logits_of(params["actor"], traj.obs)  # (B, A, J, K)
         logp_all = jax.nn.log_softmax(logits, axis=-1)
         log_probs = jnp.take_along_axis(logp_all, traj.actions[..., None], axis=-1)[..., 0]
         adv = batch["advantages"]  # (B,) central or (B, A) local
@@ -331,15 +345,17 @@ def make_loss(config: TrainConfig, env_config: EnvConfig):
     return loss
 
 
-def make_train_episode(config: TrainConfig, env_config: EnvConfig):
-    """Return the pure `train_episode(runner) -> (runner, metrics)` (see module docstring)."""
-    rollout = make_rollout(config, env_config)
-    loss_fn = make_loss(config, env_config)
+def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
+    """Return the pure `update(runner, traj, last_value, key) -> (params, opt_state, value_norm,
+    aux)`: GAE on the team reward, value normalisation, then `update_epochs` epochs of
+    `num_minibatches` minibatches over time steps (agents subsampled beyond
+    `agents_per_minibatch`)."""
     optimizer = make_optimizer(config)
     T, N = env_config.episode_steps, env_config.n_agents
     n_mb = min(config.num_minibatches, T)
     steps_per_mb = T // n_mb
     n_sub = min(config.agents_per_minibatch, N)
+    loss_fn = make_loss(config, env_config, steps_per_mb * n_sub, dense)
 
     def update_minibatch(carry, mb):
         params, opt_state, data, k = carry
@@ -371,24 +387,35 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig):
         )
         return (params, opt_state, data, k), aux
 
-    def train_episode(runner: Runner):
-        key, k_roll, k_update = jax.random.split(runner.key, 3)
-        scenario_key = jax.random.key(runner.episode)  # training scenarios are seeds 0, 1, ...
-        traj, last_value, env_metrics = rollout(
-            runner.params, runner.value_norm, k_roll, scenario_key
-        )
-
+    def update(runner: Runner, traj: Trajectory, last_value: jax.Array, key: jax.Array):
         # advantages on the team reward, value targets normalised with running statistics
         advantages, returns = gae(
             traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda
         )
         value_norm = runner.value_norm.update(returns)
         data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns)}
-
         (params, opt_state, _, _), aux = jax.lax.scan(
-            update_epoch, (runner.params, runner.opt_state, data, k_update), None,
+            update_epoch, (runner.params, runner.opt_state, data, key), None,
             length=config.update_epochs,
         )
+        return params, opt_state, value_norm, aux
+
+    return update
+
+
+def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
+    """Return the pure `train_episode(runner) -> (runner, metrics)` (see module docstring);
+    `dense=True` scores every job slot (`actor_logits`)."""
+    rollout = make_rollout(config, env_config, dense)
+    update = make_update(config, env_config, dense)
+
+    def train_episode(runner: Runner):
+        key, k_roll, k_update = jax.random.split(runner.key, 3)
+        scenario_key = jax.random.key(runner.episode)  # training scenarios are seeds 0, 1, ...
+        traj, last_value, env_metrics = rollout(
+            runner.params, runner.value_norm, k_roll, scenario_key
+        )
+        params, opt_state, value_norm, aux = update(runner, traj, last_value, k_update)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         metrics.update({
             "return": jnp.sum(env_metrics["reward"]),
@@ -405,12 +432,14 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig):
 # --------------------------------------------------------------------------- acting
 
 
-def make_policy(config: TrainConfig, actor_params, greedy: bool = True):
-    """A `Policy` (key, state, env_config) -> actions from actor parameters, for evaluation."""
+def make_policy(config: TrainConfig, actor_params, greedy: bool = True, dense: bool = False):
+    """A `Policy` (key, state, env_config) -> actions from actor parameters, for evaluation.
+    Actions of empty job slots are arbitrary (the environment ignores them)."""
     actor = Actor(config.hidden)
 
     def policy(key, state, env_config):
-        logits = actor.apply(actor_params, cloud.observe(state, env_config))
+        logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
+        logits = logits_of(actor_params, cloud.observe(state, env_config))
         if greedy:
             return jnp.argmax(logits, axis=-1).astype(jnp.int32)
         return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
