@@ -234,14 +234,14 @@ def evaluate(
     console.print(table)
 
 
-def _parse_agents(text: str) -> list[int]:
+def _parse_agents(text: str, option: str = "--agents") -> list[int]:
     """--agents "5,10,20" as a list of ints >= 1 (CLIError otherwise)."""
     try:
         ns = [int(a) for a in text.split(",") if a.strip()]
     except ValueError:
-        raise CLIError(f"--agents must be comma-separated integers, got {text!r}") from None
+        raise CLIError(f"{option} must be comma-separated integers, got {text!r}") from None
     if not ns or min(ns) < 1:
-        raise CLIError(f"--agents values must be integers >= 1, got {text!r}")
+        raise CLIError(f"{option} values must be integers >= 1, got {text!r}")
     return ns
 
 
@@ -442,11 +442,17 @@ def bench(
         str, typer.Option("--train", help="Also time DG-PG training: comma-separated "
                           "N:EPISODES, e.g. 20:10,200:10,1500:20.")
     ] = "",
+    split: Annotated[
+        str, typer.Option("--split", help="Also time one DG-PG training episode part by part "
+                          "(roll-out, update, validation, environment only): comma-separated "
+                          "N values, e.g. 20,200.")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
-    """Environment throughput (agent-steps per second, compiled, a batch of environments) and,
-    with --train, DG-PG training wall time (compilation reported apart)."""
-    from dgpg.bench import env_throughput, train_timing
+    """Environment throughput (agent-steps per second, compiled, a batch of environments);
+    with --train, DG-PG training wall time (compilation reported apart); with --split, a
+    training episode part by part and its ratio to the environment-only cost."""
+    from dgpg.bench import env_throughput, in_fresh_process, train_timing
 
     train_runs = []
     for spec in (t.strip() for t in train.split(",") if t.strip()):
@@ -462,13 +468,15 @@ def bench(
         raise CLIError(f"--train must be comma-separated N:EPISODES, got {train!r}")
 
     ns = _parse_agents(agents)
+    split_ns = _parse_agents(split, "--split") if split.strip() else []
     from dgpg.envs.cloud import EnvConfig
 
-    for n in ns:
-        try:
-            EnvConfig(n_agents=n)
-        except ValueError as e:
-            raise CLIError(f"--agents {n}: {e}") from None
+    for option, values in (("--agents", ns), ("--split", split_ns)):
+        for n in values:
+            try:
+                EnvConfig(n_agents=n)
+            except ValueError as e:
+                raise CLIError(f"{option} {n}: {e}") from None
     records = []
     with _progress() as progress:
         for n in ns:
@@ -480,8 +488,13 @@ def bench(
             task = progress.add_task(f"training DG-PG at N={n}, {episodes} episodes")
             timings.append({"kind": "train", **train_timing(n, episodes)})
             progress.remove_task(task)
+        splits = []
+        for n in split_ns:
+            task = progress.add_task(f"timing a training episode at N={n} part by part")
+            splits.append({"kind": "split", **in_fresh_process("split", n_agents=n)})
+            progress.remove_task(task)
     if as_json:
-        print(json.dumps(records + timings, indent=2))
+        print(json.dumps(records + timings + splits, indent=2))
         return
     table = Table(title=f"HeteroCloud environment throughput ({records[0]['device']})")
     for col in ("N", "batch", "agent-steps/s", "step time (ms, whole batch)", "compile (s)"):
@@ -501,6 +514,18 @@ def bench(
             table.add_row(str(r["n_agents"]), str(r["episodes"]), f"{r['train_seconds']:.1f}",
                           f"{r['compile_seconds']:.1f}", f"{r['seconds_per_episode']:.2f}",
                           str(r["recompiles_after_first_episode"]))
+        console.print(table)
+    if splits:
+        table = Table(title="A DG-PG training episode part by part, one seed (s)")
+        for col in ("N", "roll-out", "update", "validation", "episode", "environment only",
+                    "episode / environment", "compile", "peak RSS (MB)"):
+            table.add_column(col, justify="right")
+        for r in splits:
+            table.add_row(str(r["n_agents"]), f"{r['rollout_seconds']:.2f}",
+                          f"{r['update_seconds']:.2f}", f"{r['validation_seconds']:.2f}",
+                          f"{r['episode_seconds']:.2f}", f"{r['env_only_seconds']:.2f}",
+                          f"{r['ratio_to_env']:.1f}", f"{r['compile_seconds']:.1f}",
+                          f"{r['peak_rss_mb']:.0f}")
         console.print(table)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -119,17 +120,43 @@ def upgrade_run_dict(run: Any) -> Any:
     return run
 
 
-def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
-                   greedy: bool = True, dense: bool = False) -> Callable:
-    """Compiled `actor_params (stacked over K seeds) -> returns (K, len(seeds))`, of the greedy
-    policy (or of the sampled one)."""
-    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+SCENARIO_BATCH = len(VALIDATION_SEEDS)
+"""Scenarios per compiled call of a validator: the test scenarios run in batches of this size,
+so they reuse the program the training loop compiled for validation."""
 
-    def one_seed(actor_params):
+
+@functools.lru_cache(maxsize=32)
+def _returns_program(config: TrainConfig, env_config: EnvConfig, greedy: bool,
+                     dense: bool) -> Callable:
+    """Compiled `(actor_params (K seeds), keys (B,)) -> returns (K, B)`; one per configuration,
+    so every validator of it shares the compiled program."""
+    def one_seed(actor_params, keys):
         policy = make_policy(config, actor_params, greedy=greedy, dense=dense)
         return jax.vmap(lambda k: jnp.sum(rollout(policy, k, env_config)["reward"]))(keys)
 
-    return jax.jit(jax.vmap(one_seed))
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None)))
+
+
+def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
+                   greedy: bool = True, dense: bool = False) -> Callable:
+    """`actor_params (stacked over K seeds) -> returns (K, len(seeds))` of the greedy policy (or
+    of the sampled one), in compiled batches of `SCENARIO_BATCH` scenarios (the last batch padded
+    by repeating its first seed)."""
+    seeds = [int(s) for s in seeds]
+    program = _returns_program(config, env_config, greedy, dense)
+    batches = []
+    for i in range(0, len(seeds), SCENARIO_BATCH):
+        chunk = seeds[i:i + SCENARIO_BATCH]
+        chunk += [chunk[0]] * (SCENARIO_BATCH - len(chunk))
+        batches.append(jnp.stack([jax.random.key(s) for s in chunk]))
+
+    def validate(actor_params) -> jax.Array:
+        returns = [program(actor_params, keys) for keys in batches]
+        return jnp.concatenate(returns, axis=1)[:, :len(seeds)]
+
+    validate.program = program
+    validate.batches = batches
+    return validate
 
 
 def episodes_to_converge(val_returns: np.ndarray, reference: float) -> int | None:
@@ -239,7 +266,7 @@ def train(
             raise RunError(f"{ckpt_dir / 'last.ckpt'} belongs to another run configuration")
 
     keys = jnp.stack([jax.random.key(s) for s in seed_ids])
-    runners = jax.vmap(lambda k: init_runner(k, tcfg, ecfg))(keys)
+    runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(keys)
     best_val = np.full(K, -np.inf)
     best_actor = runners.params["actor"]
     wall_before = 0.0
@@ -313,17 +340,18 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
     # the sampled policy's return beside the greedy one's (DESIGN section 6), all seeds at once
     sampled_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)(best_actor),
                                 dtype=np.float64)
+    greedy_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
     for i in range(run.seeds):
-        actor_i = jax.tree.map(lambda x, i=i: x[i], best_actor)
-        test = evaluate(make_policy(tcfg, actor_i, greedy=True), ecfg, TEST_SEEDS)["return"]
+        test = greedy_matrix[i]
         test_matrix.append(test)
         per_seed.append({"seed": run.seed + i, "best_val_return": float(best_val[i]),
                          "test_return": mean_ci(test)[0],
                          "test_return_sampled": mean_ci(sampled_matrix[i])[0]})
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
     sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
-    bfc_test = mean_ci(evaluate(best_fit_central, ecfg, TEST_SEEDS)["return"])[0]
-    bfc_val = mean_ci(evaluate(best_fit_central, ecfg, VALIDATION_SEEDS)["return"])[0]
+    bfc = evaluate(best_fit_central, ecfg, (*VALIDATION_SEEDS, *TEST_SEEDS))["return"]
+    bfc_val = mean_ci(bfc[:len(VALIDATION_SEEDS)])[0]
+    bfc_test = mean_ci(bfc[len(VALIDATION_SEEDS):])[0]
     val_curve = np.array([
         np.mean([float(r["val_return"]) for r in rows if int(r["episode"]) == e])
         for e in range(1, run.episodes + 1)

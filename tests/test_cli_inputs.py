@@ -56,6 +56,7 @@ def no_work():
         mp.setattr(dgpg.evaluation, "evaluate", _refuse)
         mp.setattr(dgpg.bench, "env_throughput", _refuse)
         mp.setattr(dgpg.bench, "train_timing", _refuse)
+        mp.setattr(dgpg.bench, "in_fresh_process", _refuse)
         mp.setattr(dgpg.experiments.curves, "plot_runs", _refuse)
         mp.setattr(cli, "_run_experiment", _refuse)
         yield
@@ -387,6 +388,8 @@ def test_bench_refuses_bad_input(area, data):
         "train": (_opt("--train", st.sampled_from(["", "2:1", "20:10,200:10"])),
                   _opt("--train", st.sampled_from(["5", "5:", ":3", "0:3", "3:0", "2:x",
                                                    "1:2:3", "99999:1", ",", "nan:1"]))),
+        "split": (_opt("--split", st.sampled_from(["2", "20,200"])),
+                  _opt("--split", _bad_agent_list())),
         "json": _flag("--json"),
     }
     _check_refused(area, _argv(data, "bench", options))

@@ -171,13 +171,21 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
 
 
+def _example_inputs(env_config: EnvConfig) -> tuple[Observation, tuple[jax.Array, jax.Array]]:
+    """Zeros shaped like one state's observation and global state: initialising the networks
+    needs only the shapes, and tracing `reset` for them costs no compilation."""
+    def inputs():
+        state = cloud.reset(jax.random.key(0), env_config)
+        return cloud.observe(state, env_config), cloud.global_state(state, env_config)
+
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(inputs))
+
+
 def init_runner(key: jax.Array, config: TrainConfig, env_config: EnvConfig) -> Runner:
     """Initial parameters, optimiser state and key of one seed."""
-    k_actor, k_critic, k_state, k_run = jax.random.split(key, 4)
+    k_actor, k_critic, _, k_run = jax.random.split(key, 4)
     actor, critic = _networks(config)
-    state = cloud.reset(k_state, env_config)
-    obs = cloud.observe(state, env_config)
-    servers, context = cloud.global_state(state, env_config)
+    obs, (servers, context) = _example_inputs(env_config)
     params = {
         "actor": actor.init(k_actor, obs),
         "critic": critic.init(k_critic, servers, context)
