@@ -7,6 +7,7 @@ episode as one compiled `lax.scan`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -63,16 +64,19 @@ def rollout(policy: Policy, key: jax.Array, config: EnvConfig) -> dict[str, jax.
     return metrics
 
 
+@functools.lru_cache(maxsize=8)
+def evaluation_program(policy: Policy, config: EnvConfig) -> Callable:
+    """Compiled `keys (S,) -> episode METRICS (S,)` of `policy`; the same function object for
+    the same policy and configuration, so its compiled code is reused."""
+    return jax.jit(jax.vmap(lambda k: episode_metrics(rollout(policy, k, config))))
+
+
 def evaluate(
     policy: Policy, config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS
 ) -> dict[str, np.ndarray]:
     """Per-scenario episode METRICS of `policy`, each an array of shape (len(seeds),)."""
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-
-    @jax.jit
-    def run(keys):
-        return jax.vmap(lambda k: episode_metrics(rollout(policy, k, config)))(keys)
-
+    run = evaluation_program(policy, config)
     return {k: np.asarray(v, dtype=np.float64) for k, v in run(keys).items()}
 
 

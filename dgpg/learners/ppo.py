@@ -249,11 +249,6 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
     return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
-def _select_agents(tree, idx):
-    """Index the agent axis (axis 1, after time) of every leaf."""
-    return jax.tree.map(lambda x: jnp.take(x, idx, axis=1), tree)
-
-
 # --------------------------------------------------------------------------- rollout
 
 
@@ -371,10 +366,12 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         k, k_agents = jax.random.split(k)
         agents = (jnp.arange(N) if n_sub == N
                   else jax.random.choice(k_agents, N, (n_sub,), replace=False))
-        traj = jax.tree.map(lambda x: x[t_idx], data["traj"])
-        servers, context = traj.servers, traj.context
-        traj = traj.replace(servers=None, context=None)
-        traj = _select_agents(traj.replace(values=None, rewards=None), agents)
+        full = data["traj"]
+        servers, context = full.servers[t_idx], full.context[t_idx]
+        # one gather of (steps, agents) per leaf: at large N, gathering the steps first would
+        # copy every agent's data before the subsample
+        traj = full.replace(servers=None, context=None, values=None, rewards=None)
+        traj = jax.tree.map(lambda x: x[t_idx[:, None], agents[None, :]], traj)
         adv, targets = data["advantages"][t_idx], data["targets"][t_idx]
         if not config.central_critic:
             adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
