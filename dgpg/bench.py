@@ -115,7 +115,8 @@ class CompileLog:
 
 
 def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
-                 measured_episodes: int | None = None) -> dict[str, float]:
+                 measured_episodes: int | None = None,
+                 compile_cache: str | None = None) -> dict[str, float]:
     """Wall time of `dgpg train` (one seed, `episodes` episodes) in a temporary folder, with
     compilation separated; the final test evaluation is not part of it.
 
@@ -124,9 +125,15 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
     `recompiles_after_first_episode` counts traces and compilations after episode 1 (0 when
     nothing is recompiled). With `measured_episodes` < `episodes` only that many episodes run
     and `train_seconds` is projected: the measured time plus the remaining episodes at the
-    measured seconds per episode (`projected` is then True).
+    measured seconds per episode (`projected` is then True). With `compile_cache` (a folder),
+    JAX's persistent compilation cache is used there: a second measurement with the same
+    folder shows what a warm cache saves.
     """
     from dgpg.training import RunConfig, train
+
+    if compile_cache is not None:
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
     measured = episodes if measured_episodes is None else min(episodes, measured_episodes)
     run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes, seed=0)
@@ -151,6 +158,7 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
         "first_episode_seconds": marks[0][0] - t0,
         "seconds_per_episode": per_episode,
         "recompiles_after_first_episode": marks[-1][1] - marks[0][1],
+        "compile_cache": compile_cache is not None,
         "device": jax.devices()[0].platform,
     }
 

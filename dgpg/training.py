@@ -19,7 +19,6 @@ before anything of that episode is written.
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import functools
@@ -41,7 +40,6 @@ from dgpg.evaluation import (
     TEST_SEEDS,
     VALIDATION_SEEDS,
     evaluate,
-    evaluation_program,
     mean_ci,
     rollout,
 )
@@ -162,31 +160,7 @@ def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
         returns = [program(actor_params, keys) for keys in batches]
         return jnp.concatenate(returns, axis=1)[:, :len(seeds)]
 
-    validate.program = program
-    validate.batches = batches
     return validate
-
-
-def _first_batch(validate: Callable, actor_params) -> tuple[Any, tuple]:
-    """(the validator's compiled program, its arguments for one batch), for
-    `compile_together`; a validator without a program (a test's stand-in) gives nothing."""
-    program = getattr(validate, "program", None)
-    return program, (actor_params, validate.batches[0]) if program is not None else ()
-
-
-def compile_together(calls: list[tuple[Any, tuple]]) -> None:
-    """Compile jitted functions for the given arguments ahead of their first call, one thread
-    each: XLA compiles outside Python's lock, so the programs compile side by side on the
-    machine's cores. Later calls with arguments of the same shapes reuse the compiled code;
-    callables that are not jitted functions are skipped."""
-    jobs = [(fn, args) for fn, args in calls if hasattr(fn, "lower")]
-    if not jobs:
-        return
-    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(lambda fn=fn, args=args: fn.lower(*args).compile())
-                   for fn, args in jobs]
-        for future in futures:
-            future.result()
 
 
 def episodes_to_converge(val_returns: np.ndarray, reference: float) -> int | None:
@@ -322,8 +296,6 @@ def train(
     validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
     t0 = time.perf_counter() - wall_before
     last = run.episodes if stop_after is None else min(run.episodes, stop_after)
-    if start < last:
-        compile_together([(train_episode, (runners,)), _first_batch(validate, best_actor)])
     for episode in range(start + 1, last + 1):
         runners, metrics = train_episode(runners)
         val = np.asarray(validate(runners.params["actor"]), dtype=np.float64).mean(axis=1)
@@ -371,9 +343,6 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
     test_matrix = []
     # the sampled policy's return beside the greedy one's (DESIGN section 6), all seeds at once
     sampled = make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)
-    test_keys = jnp.stack([jax.random.key(s) for s in (*VALIDATION_SEEDS, *TEST_SEEDS)])
-    compile_together([_first_batch(sampled, best_actor),
-                      (evaluation_program(best_fit_central, ecfg), (test_keys,))])
     sampled_matrix = np.asarray(sampled(best_actor), dtype=np.float64)
     greedy_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
     for i in range(run.seeds):

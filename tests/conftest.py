@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import jax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+CACHE_OPTIONS = {
+    "jax_compilation_cache_dir": "JAX_COMPILATION_CACHE_DIR",
+    "jax_persistent_cache_min_compile_time_secs": "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+    "jax_persistent_cache_min_entry_size_bytes": "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def shared_jax_cache(tmp_path_factory) -> Path:
-    """A persistent JAX compilation cache folder for the whole session. Modules that train with
-    the same small configuration (tests/test_training.py in process, tests/test_reliability.py
-    in subprocesses through tests/train_driver.py) use it, so whichever runs first compiles and
-    the other loads the compiled functions."""
-    return tmp_path_factory.mktemp("jax_cache")
+    """A persistent JAX compilation cache for the whole session, in this process and (through
+    the environment) in the subprocesses tests start. Many tests compile the same small
+    configurations (the same programs); whichever runs first compiles, the others load."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    values = {"jax_compilation_cache_dir": str(cache),
+              "jax_persistent_cache_min_compile_time_secs": 0.5,
+              "jax_persistent_cache_min_entry_size_bytes": -1}
+    saved = {name: getattr(jax.config, name) for name in values}
+    saved_env = {var: os.environ.get(var) for var in CACHE_OPTIONS.values()}
+    for name, value in values.items():
+        jax.config.update(name, value)
+        os.environ[CACHE_OPTIONS[name]] = str(value)
+    compilation_cache.reset_cache()
+    yield cache
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    for var, value in saved_env.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+    compilation_cache.reset_cache()
