@@ -443,10 +443,11 @@ def bench(
                           "N:EPISODES, e.g. 20:10,200:10,1500:20.")
     ] = "",
     split: Annotated[
-        str, typer.Option("--split", help="Also time one DG-PG training episode part by part "
-                          "(roll-out, update, validation, environment only): comma-separated "
-                          "N values, e.g. 20,200.")
-    ] = "",
+        str | None,
+        typer.Option("--split", help="Also time one DG-PG training episode part by part "
+                     "(roll-out, update, validation, environment only): comma-separated N "
+                     "values, e.g. 20,200."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
     """Environment throughput (agent-steps per second, compiled, a batch of environments);
@@ -468,7 +469,7 @@ def bench(
         raise CLIError(f"--train must be comma-separated N:EPISODES, got {train!r}")
 
     ns = _parse_agents(agents)
-    split_ns = _parse_agents(split, "--split") if split.strip() else []
+    split_ns = _parse_agents(split, "--split") if split is not None else []
     from dgpg.envs.cloud import EnvConfig
 
     for option, values in (("--agents", ns), ("--split", split_ns)):
