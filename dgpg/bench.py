@@ -194,7 +194,7 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0)
     tcfg, ecfg = run.train_config(), run.env_config()
     seeds = jnp.stack([jax.random.key(0)])
-    runners = jax.vmap(lambda k: init_runner(k, tcfg, ecfg))(seeds)
+    runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(seeds)
     scenario = jnp.stack([jax.random.key(0)])
     keys = jnp.stack([jax.random.key(1)])
 

@@ -36,13 +36,7 @@ import numpy as np
 from dgpg import atomic, checkpoint
 from dgpg.analytical import DEFAULT_MODEL, MODELS
 from dgpg.envs.cloud import EnvConfig
-from dgpg.evaluation import (
-    TEST_SEEDS,
-    VALIDATION_SEEDS,
-    evaluate,
-    mean_ci,
-    rollout,
-)
+from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.heuristics import best_fit_central
 from dgpg.learners.ppo import (
     ALGORITHMS,
@@ -339,18 +333,14 @@ def train(
 
 def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str, Any]:
     """Test evaluation of the best checkpoints and the run's summary.json."""
-    per_seed = []
-    test_matrix = []
-    # the sampled policy's return beside the greedy one's (DESIGN section 6), all seeds at once
-    sampled = make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)
-    sampled_matrix = np.asarray(sampled(best_actor), dtype=np.float64)
-    greedy_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
-    for i in range(run.seeds):
-        test = greedy_matrix[i]
-        test_matrix.append(test)
-        per_seed.append({"seed": run.seed + i, "best_val_return": float(best_val[i]),
-                         "test_return": mean_ci(test)[0],
-                         "test_return_sampled": mean_ci(sampled_matrix[i])[0]})
+    # greedy and sampled policies (DESIGN section 6), all seeds at once: (seeds, scenarios)
+    test_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
+    sampled_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)(best_actor),
+                                np.float64)
+    per_seed = [{"seed": run.seed + i, "best_val_return": float(best_val[i]),
+                 "test_return": mean_ci(test_matrix[i])[0],
+                 "test_return_sampled": mean_ci(sampled_matrix[i])[0]}
+                for i in range(run.seeds)]
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
     sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
     bfc = evaluate(best_fit_central, ecfg, (*VALIDATION_SEEDS, *TEST_SEEDS))["return"]
