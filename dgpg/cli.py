@@ -7,6 +7,7 @@ line to stderr and exits with status 2; no traceback.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -34,6 +35,24 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from dgpg import __version__
+
+        print(f"dgpg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Descent-Guided Policy Gradient and the HeteroCloud scheduling environment."""
 
 EXPERIMENTS = ("fig1", "fig2", "fig3", "fig4", "fig5", "variance", "nash", "alignment",
                "ablation")
@@ -84,154 +103,354 @@ def _check_output_dir(path: Path) -> None:
         raise CLIError(f"output folder {str(path)!r} is not writable")
 
 
-@app.command()
-def train(
-    algo: Annotated[str, typer.Option("--algo", help="dgpg, mappo or ippo.")] = "dgpg",
-    agents: Annotated[int, typer.Option("--agents", min=1, max=100_000, help="N agents.")] = 10,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, max=1_000_000)] = 20,
-    seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1)] = 0,
-    seeds: Annotated[
-        int, typer.Option("--seeds", min=1, max=64, help="Seeds trained at once (vmap).")
-    ] = 1,
-    alpha: Annotated[float, typer.Option("--alpha", help="DG-PG guidance weight in [0, 1].")]
-    = 0.5,
-    model: Annotated[
-        str, typer.Option("--model", help="DG-PG's analytical model: aligned (default), "
-                          "aligned-state, aligned-step or fluid; MAPPO and IPPO use none.")
-    ] = "aligned",
-    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/default"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
-    = False,
-) -> None:
-    """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json."""
-    from dgpg.analytical import MODELS
-    from dgpg.checkpoint import CheckpointError
-    from dgpg.learners.ppo import ALGORITHMS
-    from dgpg.training import RunConfig, RunError, check_folder
-    from dgpg.training import train as run_training
+def _compilation_cache() -> None:
+    """JAX's persistent compilation cache, on by default for the command line (a second run of
+    the same shapes does not compile again); `DGPG_JAX_CACHE` names its folder, `off` turns it
+    off."""
+    from dgpg.experiments.sweep import enable_compilation_cache
 
-    if algo not in ALGORITHMS:
-        raise CLIError(f"unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
-    if not (0.0 <= alpha <= 1.0):  # also rejects NaN
-        raise CLIError(f"--alpha must be in [0, 1], got {alpha}")
-    if model not in MODELS:
-        raise CLIError(f"unknown model {model!r:.40}; known: {', '.join(MODELS)}")
     try:
-        run = RunConfig(algo=algo, n_agents=agents, episodes=episodes, seed=seed, seeds=seeds,
-                        alpha=alpha, model=model)
-        run.env_config()
-        # before creating anything and before the progress bar, so an error stays one line
-        check_folder(out, run, resume)
-    except (ValueError, RunError) as e:
+        enable_compilation_cache()
+    except OSError:
+        pass  # an unusable cache folder only costs compile time
+
+
+def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict,
+                  sets: list[str]):
+    """The run's configuration from its layers (see dgpg.config), checked against `out`."""
+    from dgpg.config import (
+        ConfigError,
+        RunError,
+        check_folder,
+        parse_set,
+        read_file,
+        resolve,
+        saved_config,
+    )
+
+    try:
+        layers = [read_file(config_file)] if config_file is not None else []
+        layers.append({"run": {k: v for k, v in flags.items() if v is not None}})
+        layers.append(parse_set(sets))
+        base = saved_config(out) if resume else TRAIN_DEFAULTS
+        run = resolve(base, *layers)
+        check_folder(out, run, resume)  # before creating anything, so an error stays one line
+    except (ConfigError, RunError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"cannot use output folder {str(out)!r}: {e.strerror}") from None
+    return run
+
+
+TRAIN_DEFAULTS = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
+SUMMARY_ROWS = (
+    ("test_return", "test return (greedy, mean over seeds)"),
+    ("test_return_ci", "  95 % CI half-width"),
+    ("test_return_sampled", "test return (sampled policy)"),
+    ("best_val_return", "best validation return"),
+    ("episodes_to_converge", "episodes to converge"),
+    ("bestfit_central_test_return", "best-fit-central test return"),
+    ("wall_seconds", "wall time (s)"),
+)
+
+
+@app.command()
+def train(
+    algo: Annotated[str | None, typer.Option("--algo", help="dgpg (default), mappo or ippo.")]
+    = None,
+    agents: Annotated[
+        int | None, typer.Option("--agents", min=1, max=16383, help="N agents (default 10).")
+    ] = None,
+    episodes: Annotated[
+        int | None, typer.Option("--episodes", min=1, max=1_000_000,
+                                 help="Episodes (default 20); with --resume, a larger value "
+                                      "extends the run.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**31 - 1,
+                                             help="First seed (default 0).")] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, max=64,
+                                 help="Seeds trained at once (vmap; default 1).")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", min=0.0, max=1.0,
+                                   help="DG-PG guidance weight (default 0.5).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="DG-PG's analytical model: aligned (default), "
+                                 "aligned-state, aligned-step or fluid; MAPPO and IPPO use none.")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML or JSON file with [run], [train] and "
+                                  "[env] tables (a run's config.json works too).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="SECTION.FIELD=VALUE",
+                                       help="Set one field, e.g. train.learning_rate=3e-4 or "
+                                            "env.arrival_rate=1.2 (repeatable; see "
+                                            "--help-keys).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/default"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out with its own "
+                           "configuration (options given must agree, except a larger "
+                           "--episodes).")
+    ] = False,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Also log to TensorBoard in --out/tensorboard "
+                           "(needs pip install -e '.[tensorboard]').")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    help_keys: Annotated[
+        bool, typer.Option("--help-keys", help="List every key of --set and --config, and exit.")
+    ] = False,
+) -> None:
+    """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json.
+
+    Values come from the defaults (or the run's own configuration with --resume), then
+    --config, then the options, then --set."""
+    if help_keys:
+        from dgpg.config import help_keys as keys_text
+
+        console.print(keys_text(), markup=False, highlight=False)
+        return
+    if tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise CLIError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'")
+    flags = {"algo": algo, "n_agents": agents, "episodes": episodes, "seed": seed,
+             "seeds": seeds, "alpha": alpha, "model": model}
+    run = _train_config(out, resume, config_file, flags, set_ or [])
     out = _output_dir(out)
+
+    _compilation_cache()
+    from dgpg.checkpoint import CheckpointError
+    from dgpg.evaluation import TEST_SEEDS
+    from dgpg.training import RunError
+    from dgpg.training import train as run_training
+
+    logger = None
+    if tensorboard:
+        from dgpg.tensorboard import TensorBoardLogger
+
+        logger = TensorBoardLogger(out / "tensorboard")
+    label = f"{run.algo} N={run.n_agents}"
+    plain = not err_console.is_terminal  # a log file or a batch job: one line per event
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
                TimeElapsedColumn())
-    # no progress display when stderr is not a terminal, so that an error stays one line
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as progress:
-        task = progress.add_task(f"{algo} N={agents}", total=episodes, ret="-", val="-")
+    phases = {"compile": "compiling (first episode)", "train": label,
+              "test": f"testing on {len(TEST_SEEDS)} scenarios"}
+    with Progress(*columns, console=err_console, disable=plain) as progress:
+        task = progress.add_task(label, total=run.episodes, ret="-", val="-")
+
+        def on_phase(name: str) -> None:
+            progress.update(task, description=phases[name])
+            if plain and name != "train":
+                _note(f"{label}: {phases[name]}")
 
         def on_episode(episode: int, stats: dict[str, float]) -> None:
             progress.update(task, completed=episode, ret=f"{stats['return']:.2f}",
                             val=f"{stats['val_return']:.2f}")
+            if plain:
+                _note(f"{label}: episode {episode}/{run.episodes}  return "
+                      f"{stats['return']:.2f}  val {stats['val_return']:.2f}  "
+                      f"{stats['wall_seconds']:.1f} s")
+            if logger is not None:
+                logger.log(episode, stats)
 
         try:
-            summary = run_training(out, run, resume=resume, on_episode=on_episode)
+            summary = run_training(out, run, resume=resume, on_episode=on_episode,
+                                   on_phase=on_phase)
         except (RunError, CheckpointError) as e:
             raise CLIError(str(e)) from None
         except OSError as e:
             raise CLIError(f"cannot write the run in {str(out)!r}: {e.strerror}") from None
-    keys = ("test_return", "test_return_ci", "best_val_return", "episodes_to_converge",
-            "bestfit_central_test_return", "wall_seconds")
-    console.print({k: summary[k] for k in keys})
-    console.print(f"wrote {out}/summary.json")
+        finally:
+            if logger is not None:
+                logger.close()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{label}, {run.episodes} episodes, {run.seeds} seed(s)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, name in SUMMARY_ROWS:
+        value = summary.get(key)
+        table.add_row(name, "-" if value is None else
+                      f"{value:.2f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"wrote {out}/summary.json", markup=False, highlight=False)
 
 
-def _checkpoint_policies(path: Path) -> dict:
-    """Greedy policies of every seed stored in a checkpoint, named after the checkpoint."""
+def _note(text: str) -> None:
+    """One plain line on stderr (progress when stderr is not a terminal)."""
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _checkpoint_policies(path: Path):
+    """(greedy policies of every seed stored in a checkpoint, named after the checkpoint; the
+    environment configuration the checkpoint was trained on)."""
     import jax
 
     from dgpg.checkpoint import CheckpointError
+    from dgpg.config import ConfigError, RunConfig
     from dgpg.learners.ppo import make_policy
     from dgpg.training import load_actor
 
     try:
         tcfg, actor, meta = load_actor(path)
-    except CheckpointError as e:
+        run = RunConfig.from_dict(meta["config"]["run"])
+    except (CheckpointError, ConfigError) as e:
         raise CLIError(str(e)) from None
     n_seeds = jax.tree.leaves(actor)[0].shape[0]
-    label = meta.get("config", {}).get("run", {}).get("algo", "checkpoint")
-    return {
-        f"{label} (seed {meta['config']['run']['seed'] + i})": make_policy(
+    policies = {
+        f"{run.algo} (seed {run.seed + i})": make_policy(
             tcfg, jax.tree.map(lambda x, i=i: x[i], actor), greedy=True)
         for i in range(n_seeds)
     }
+    return policies, run.env_config()
+
+
+POLICY_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
+                "analytical", "model-greedy")
+"""The heuristics of dgpg.heuristics.HEURISTICS, named here so that a bad name is refused
+before JAX loads."""
+METRIC_LEGEND = {"return": "return", "imbalance": "imbal.", "overload": "overl.",
+                 "drop_rate": "drop", "slowdown": "slowd.", "throughput": "thrpt."}
+
+
+def _cell(mean: float, ci: float) -> str:
+    return f"{mean:.4g} ± {ci:.2g}"
+
+
+def metrics_table(records: list[dict], title: str, width: int) -> Table:
+    """The evaluate table: every metric as mean ± 95 % CI when that fits in `width` columns;
+    otherwise the return with its CI and the other metrics' means under short names, with a
+    legend."""
+    from rich import box
+    from rich.measure import Measurement
+
+    wide = Table(title=title)
+    wide.add_column("policy", no_wrap=True)
+    for metric in TABLE_METRICS:
+        wide.add_column(metric, justify="right", no_wrap=True)
+    for r in records:
+        wide.add_row(r["policy"], *(_cell(r[m]["mean"], r[m]["ci95"]) for m in TABLE_METRICS))
+    probe = Console(width=10_000, file=io.StringIO())
+    if Measurement.get(probe, probe.options, wide).maximum <= width:
+        return wide
+    narrow = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                   caption=(
+        "means; ± is the return's 95 % CI; " + ", ".join(
+            f"{short} = {m}" for m, short in METRIC_LEGEND.items() if short != m)
+        + "; every CI: --json or --markdown"), caption_justify="left")
+    narrow.add_column("policy", no_wrap=True)
+    narrow.add_column("return", justify="right", no_wrap=True)
+    narrow.add_column("±", justify="right", no_wrap=True)
+    for metric in TABLE_METRICS[1:]:
+        narrow.add_column(METRIC_LEGEND[metric], justify="right", no_wrap=True)
+    for r in records:
+        narrow.add_row(r["policy"], f"{r['return']['mean']:.1f}", f"{r['return']['ci95']:.3g}",
+                       *(f"{r[m]['mean']:.3g}" for m in TABLE_METRICS[1:]))
+    return narrow
+
+
+def metrics_markdown(records: list[dict], title: str) -> str:
+    """The evaluate table in Markdown, every metric as mean ± 95 % CI."""
+    lines = [f"**{title}**", "", "| policy | " + " | ".join(TABLE_METRICS) + " |",
+             "|---|" + "---|" * len(TABLE_METRICS)]
+    for r in records:
+        lines.append(f"| {r['policy']} | " + " | ".join(
+            _cell(r[m]["mean"], r[m]["ci95"]) for m in TABLE_METRICS) + " |")
+    return "\n".join(lines)
 
 
 @app.command()
 def evaluate(
-    agents: Annotated[int, typer.Option("--agents", min=1, max=100_000, help="N agents.")],
+    agents: Annotated[
+        int | None, typer.Option("--agents", min=1, max=16383,
+                                 help="N agents (default: the checkpoint's, else 10).")
+    ] = None,
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", help="Heuristic name (repeatable), or 'all'."),
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt)."),
+        typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt); "
+                     "evaluated on the environment it was trained on."),
     ] = None,
     scenarios: Annotated[
         int, typer.Option("--scenarios", min=1, max=40, help="Test scenarios (seeds 10000+).")
     ] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table instead.")
+    ] = False,
 ) -> None:
     """Evaluate heuristics or a trained checkpoint on the test scenarios: mean and 95 % CI of
     the return and its terms."""
-    from dgpg.envs.cloud import EnvConfig
-    from dgpg.evaluation import TEST_SEEDS, mean_ci
-    from dgpg.evaluation import evaluate as run_evaluation
-    from dgpg.heuristics import HEURISTICS
-
     if not policy and checkpoint is None:
-        raise CLIError("give --policy NAME (one of: " + ", ".join(HEURISTICS) + ", all) "
+        raise CLIError("give --policy NAME (one of: " + ", ".join(POLICY_NAMES) + ", all) "
                        "or --checkpoint PATH")
     for name in policy or []:
-        if name not in HEURISTICS and name != "all":
-            raise CLIError(f"unknown policy {name!r}; known: {', '.join(HEURISTICS)}, all")
-    names = list(HEURISTICS) if policy and "all" in policy else list(policy or [])
-    try:
-        config = EnvConfig(n_agents=agents)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
+        if name not in POLICY_NAMES and name != "all":
+            raise CLIError(f"unknown policy {name!r:.40}; known: {', '.join(POLICY_NAMES)}, all")
+    if as_json and markdown:
+        raise CLIError("give --json or --markdown, not both")
+    names = list(POLICY_NAMES) if policy and "all" in policy else list(dict.fromkeys(policy or []))
+
+    _compilation_cache()
+    from dgpg.envs.cloud import EnvConfig
+    from dgpg.evaluation import TEST_SEEDS, evaluate_many, mean_ci
+    from dgpg.heuristics import HEURISTICS
+
     policies = {name: HEURISTICS[name] for name in names}
     if checkpoint is not None:
-        policies.update(_checkpoint_policies(checkpoint))
+        trained, config = _checkpoint_policies(checkpoint)
+        if agents is not None and agents != config.n_agents:
+            raise CLIError(f"--agents {agents} contradicts the checkpoint, which was trained at "
+                           f"N = {config.n_agents}; leave --agents out")
+        policies.update(trained)
+    else:
+        try:
+            config = EnvConfig(n_agents=agents if agents is not None else 10)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    n = config.n_agents
     seeds = TEST_SEEDS[:scenarios]
-    records = []
+    heuristics = [name for name in policies if name in HEURISTICS]
+    records = {}
     with _progress() as progress:
-        for name, fn in policies.items():
-            task = progress.add_task(f"evaluating {name} at N={agents}")
-            values = run_evaluation(fn, config, seeds)
-            progress.remove_task(task)
-            record = {"policy": name, "n_agents": agents, "scenarios": len(seeds)}
-            for metric, v in values.items():
-                mean, ci = mean_ci(v)
-                record[metric] = {"mean": mean, "ci95": ci}
-            records.append(record)
+        task = progress.add_task(f"compiling the evaluation at N={n}")
+
+        def on_policy(i: int) -> None:
+            progress.update(task, description=f"evaluating {heuristics[i]} at N={n}")
+
+        results = evaluate_many([policies[h] for h in heuristics], config, seeds,
+                                on_policy) if heuristics else []
+        for name, values in zip(heuristics, results, strict=True):
+            records[name] = values
+        for name, fn in policies.items():  # trained actors: one program each
+            if name not in records:
+                progress.update(task, description=f"evaluating {name} at N={n}")
+                records[name] = evaluate_many([fn], config, seeds)[0]
+    rows = []
+    for name in policies:
+        record = {"policy": name, "n_agents": n, "scenarios": len(seeds)}
+        for metric, v in records[name].items():
+            mean, ci = mean_ci(v)
+            record[metric] = {"mean": mean, "ci95": ci}
+        rows.append(record)
+    title = f"HeteroCloud, N={n}, {len(seeds)} test scenarios (mean ± 95% CI)"
     if as_json:
-        print(json.dumps(records, indent=2))
-        return
-    table = Table(title=f"HeteroCloud, N={agents}, {len(seeds)} test scenarios (mean ± 95% CI)")
-    table.add_column("policy")
-    for metric in TABLE_METRICS:
-        table.add_column(metric, justify="right")
-    for r in records:
-        table.add_row(r["policy"], *(
-            f"{r[m]['mean']:.4g} ± {r[m]['ci95']:.2g}" for m in TABLE_METRICS
-        ))
-    console.print(table)
+        print(json.dumps(rows, indent=2))
+    elif markdown:
+        print(metrics_markdown(rows, title))
+    else:
+        console.print(metrics_table(rows, title, console.width))
 
 
 def _parse_agents(text: str, option: str = "--agents") -> list[int]:
@@ -404,7 +623,9 @@ def reproduce(
 
 @app.command()
 def plot(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders written by dgpg train.")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_FOLDER",
+                                               help="Run folders written by dgpg train.",
+                                               show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("curves.png"),
     column: Annotated[
         str, typer.Option("--column", help="metrics.csv column: val_return, return, ...")
@@ -453,8 +674,6 @@ def bench(
     """Environment throughput (agent-steps per second, compiled, a batch of environments);
     with --train, DG-PG training wall time (compilation reported apart); with --split, a
     training episode part by part and its ratio to the environment-only cost."""
-    from dgpg.bench import env_throughput, in_fresh_process, train_timing
-
     train_runs = []
     for spec in (t.strip() for t in train.split(",") if t.strip()):
         try:
@@ -470,7 +689,7 @@ def bench(
 
     ns = _parse_agents(agents)
     split_ns = _parse_agents(split, "--split") if split is not None else []
-    from dgpg.envs.cloud import EnvConfig
+    from dgpg.envs.config import EnvConfig
 
     for option, values in (("--agents", ns), ("--split", split_ns)):
         for n in values:
@@ -478,6 +697,7 @@ def bench(
                 EnvConfig(n_agents=n)
             except ValueError as e:
                 raise CLIError(f"{option} {n}: {e}") from None
+    from dgpg.bench import env_throughput, in_fresh_process, train_timing
     records = []
     with _progress() as progress:
         for n in ns:

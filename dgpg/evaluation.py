@@ -80,6 +80,35 @@ def evaluate(
     return {k: np.asarray(v, dtype=np.float64) for k, v in run(keys).items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _switch_program(policies: tuple[Policy, ...], config: EnvConfig) -> Callable:
+    """Compiled `(index, keys (S,)) -> episode METRICS (S,)` of `policies[index]`: one program
+    for all of them (`lax.switch`), so the environment is compiled once, not once per policy."""
+    def chosen(index):
+        branches = [lambda k, s, p=p: p(k, s, config) for p in policies]
+        return lambda key, state, _config: jax.lax.switch(index, branches, key, state)
+
+    return jax.jit(lambda index, keys: jax.vmap(
+        lambda k: episode_metrics(rollout(chosen(index), k, config)))(keys))
+
+
+def evaluate_many(
+    policies: Sequence[Policy], config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS,
+    on_policy: Callable[[int], None] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """`evaluate` of each policy, compiled as one program; `on_policy(i)` is called before
+    policy i runs (for progress display)."""
+    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+    run = _switch_program(tuple(policies), config)
+    results = []
+    for i in range(len(policies)):
+        if on_policy is not None:
+            on_policy(i)
+        metrics = run(jnp.int32(i), keys)
+        results.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
+    return results
+
+
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of its Student-t confidence interval."""
     values = np.asarray(values, dtype=np.float64)

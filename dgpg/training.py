@@ -20,7 +20,6 @@ before anything of that episode is written.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
 import json
 import math
@@ -34,13 +33,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgpg import atomic, checkpoint
-from dgpg.analytical import DEFAULT_MODEL, MODELS
+from dgpg.config import (  # noqa: F401 (re-exported)
+    NO_MODEL,
+    ConfigError,
+    RunConfig,
+    RunError,
+    check_folder,
+    differences,
+    saved_config,
+    upgrade_run_dict,
+)
 from dgpg.envs.cloud import EnvConfig
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.heuristics import best_fit_central
 from dgpg.learners.ppo import (
-    ALGORITHMS,
-    TUNED,
     Runner,
     TrainConfig,
     init_runner,
@@ -53,71 +59,7 @@ METRIC_COLUMNS = (
     "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm", "wall_seconds",
 )
 CONVERGENCE_WINDOW = 5
-NO_MODEL = "none"
 CONVERGENCE_TOLERANCE = 0.10
-
-
-class RunError(Exception):
-    """A run cannot start or resume (bad folder, mismatched configuration), or it diverged."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """What `dgpg train` was asked for."""
-
-    algo: str
-    n_agents: int
-    episodes: int
-    seed: int = 0
-    seeds: int = 1
-    alpha: float = 0.5
-    model: str = DEFAULT_MODEL
-    """DG-PG's analytical model; "none" for MAPPO and IPPO, which use no model."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algo!r:.40}; known: {', '.join(ALGORITHMS)}")
-        if self.algo != "dgpg":
-            object.__setattr__(self, "model", NO_MODEL)
-        elif not isinstance(self.model, str) or self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODELS)}")
-        limits = {"n_agents": (1, 100_000), "episodes": (1, 1_000_000), "seed": (0, 2**31 - 1),
-                  "seeds": (1, 64)}
-        for name, (lo, hi) in limits.items():
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, int | np.integer)
-                    or not lo <= value <= hi):
-                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r:.40}")
-        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float | np.floating)
-                or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
-            raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
-        # NumPy scalars become Python numbers, so that config.json can be written and compared
-        for name in limits:
-            object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "alpha", float(self.alpha))
-        EnvConfig(n_agents=self.n_agents)  # ValueError if the environment cannot hold N
-
-    def train_config(self) -> TrainConfig:
-        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
-        rate and entropy coefficient (dgpg.learners.ppo.TUNED)."""
-        model = {"model": self.model} if self.algo == "dgpg" else {}
-        return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **TUNED[self.algo])
-
-    def env_config(self) -> EnvConfig:
-        return EnvConfig(n_agents=self.n_agents)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"run": dataclasses.asdict(self),
-                "train": dataclasses.asdict(self.train_config()),
-                "env": dataclasses.asdict(self.env_config())}
-
-
-def upgrade_run_dict(run: Any) -> Any:
-    """A stored run configuration in today's form: runs written before the analytical model
-    was an option trained DG-PG with the fluid model (and MAPPO and IPPO with none)."""
-    if isinstance(run, dict) and "model" not in run and "algo" in run:
-        run = {**run, "model": "fluid" if run["algo"] == "dgpg" else NO_MODEL}
-    return run
 
 
 SCENARIO_BATCH = len(VALIDATION_SEEDS)
@@ -211,35 +153,23 @@ def _all_finite(tree: Any) -> bool:
                if jnp.issubdtype(x.dtype, jnp.floating))
 
 
-def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
-    """Raise RunError unless `out` can take `run`: empty for a new run, the same run for resume."""
-    config_path = out / "config.json"
-    if resume:
-        if not config_path.exists():
-            raise RunError(f"nothing to resume in {out} (no config.json)")
-        try:
-            saved = json.loads(config_path.read_text())
-        except (OSError, ValueError):
-            raise RunError(f"cannot read {config_path}") from None
-        if not isinstance(saved, dict):
-            raise RunError(f"{config_path} is not a dgpg run configuration")
-        if upgrade_run_dict(saved.get("run")) != dataclasses.asdict(run):
-            raise RunError(f"{out} holds a run with another configuration; give the same options")
-        return
-    if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
-        raise RunError(f"{out} already holds a run; use --resume or another --out")
-
-
 def train(
     out: Path, run: RunConfig, resume: bool = False,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """Train (or resume) the run in `out`; returns the summary (None if stopped early).
 
-    `on_episode(episode, stats)` is called after each episode (for progress display);
-    `stop_after` stops after that many episodes in total without a summary (for tests).
+    `on_episode(episode, stats)` is called after each episode with the seeds' mean of every
+    metrics.csv column; `on_phase(name)` when a phase starts: "compile" (the first episode of
+    this call, which compiles the programs), "train" (the episodes after it), "test" (the test
+    evaluation). `stop_after` stops after that many episodes in total without a summary.
     """
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            on_phase(name)
+
     out = Path(out)
     if not isinstance(run, RunConfig):
         raise TypeError(f"run must be a RunConfig, got {type(run).__name__}")
@@ -251,6 +181,9 @@ def train(
     ckpt_dir = out / "checkpoints"
     if not resume:
         atomic.write_json(out / "config.json", run.to_json())  # first: marks the folder a run
+    elif run.episodes > saved_config(out).episodes:  # extended: the old summary no longer holds
+        (out / "summary.json").unlink(missing_ok=True)
+        atomic.write_json(out / "config.json", run.to_json())
     ckpt_dir.mkdir(exist_ok=True)
     _remove_stale_temporaries(out)
     _remove_stale_temporaries(ckpt_dir)
@@ -258,9 +191,11 @@ def train(
     resuming = resume and (ckpt_dir / "last.ckpt").exists()
     if resuming:  # verify the checkpoint before any work
         meta, state = checkpoint.read(ckpt_dir / "last.ckpt")
-        saved = meta.get("config")
-        if (not isinstance(saved, dict)
-                or upgrade_run_dict(saved.get("run")) != dataclasses.asdict(run)):
+        try:
+            saved = RunConfig.from_dict(meta.get("config", {}).get("run"))
+        except (AttributeError, ConfigError, TypeError):
+            saved = None
+        if saved is None or differences(saved, run, ignore=("run.episodes",)):
             raise RunError(f"{ckpt_dir / 'last.ckpt'} belongs to another run configuration")
 
     keys = jnp.stack([jax.random.key(s) for s in seed_ids])
@@ -291,6 +226,7 @@ def train(
     t0 = time.perf_counter() - wall_before
     last = run.episodes if stop_after is None else min(run.episodes, stop_after)
     for episode in range(start + 1, last + 1):
+        phase("compile" if episode == start + 1 else "train")
         runners, metrics = train_episode(runners)
         val = np.asarray(validate(runners.params["actor"]), dtype=np.float64).mean(axis=1)
         metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
@@ -322,12 +258,14 @@ def train(
         checkpoint.save(ckpt_dir / "last.ckpt", {"runners": runners, "best_actor": best_actor},
                         meta)
         if on_episode is not None:
-            on_episode(episode, {"return": float(metrics["return"].mean()),
-                                 "val_return": float(val.mean()), "wall_seconds": wall})
+            on_episode(episode, {k: float(np.mean([r[k] for r in rows[-K:]]))
+                                 for k in METRIC_COLUMNS
+                                 if k in rows[-1] and k not in ("episode", "seed")})
     if last < run.episodes:
         return None
     if start >= run.episodes and (out / "summary.json").exists():
         return json.loads((out / "summary.json").read_text())
+    phase("test")
     return _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0)
 
 
@@ -381,7 +319,7 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
         path = path / "checkpoints" / "best.ckpt"
     meta, state = checkpoint.read(path)
     try:
-        run = RunConfig(**upgrade_run_dict(meta["config"]["run"]))
+        run = RunConfig.from_dict(meta["config"]["run"])
     except (KeyError, TypeError, ValueError):
         raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration") \
             from None

@@ -54,6 +54,7 @@ def no_work():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "train", _refuse)
         mp.setattr(dgpg.evaluation, "evaluate", _refuse)
+        mp.setattr(dgpg.evaluation, "evaluate_many", _refuse)
         mp.setattr(dgpg.bench, "env_throughput", _refuse)
         mp.setattr(dgpg.bench, "train_timing", _refuse)
         mp.setattr(dgpg.bench, "in_fresh_process", _refuse)
@@ -253,6 +254,17 @@ def _paths(paths) -> st.SearchStrategy[str]:
 
 
 _NUL = st.sampled_from(["a\0b", "\0"])
+_BAD_SETS = st.one_of(
+    st.sampled_from(["train.nope=1", "nope.hidden=1", "hidden=1", "train.hidden", "train.=1",
+                     "=", "", "train.alpha=0.5", "env.n_agents=3", "run.overrides=x",
+                     "train.hidden=1.5", "train.hidden=abc", "train.hidden=0",
+                     "train.learning_rate=-1", "train.learning_rate=nan", "env.slots=0",
+                     "env.arrival_rate=inf", "env.tide_amplitude=2", "run.seeds=0",
+                     "run.algo=nope", "run.model=nope", "run.alpha=1.5", "env.jobs_per_step=1"]),
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["train.update_epochs", "env.slots",
+                                                         "run.episodes"]),
+              st.sampled_from(_NOT_INTEGERS)),
+)
 
 
 # --------------------------------------------------------------------------- commands
@@ -265,7 +277,10 @@ def test_train_refuses_bad_input(area, data):
     outs = [area.under_file, area.blocker, area.other_run, *area.bad_runs, *area.read_only]
     bad_out = st.one_of(
         _paths(outs).map(lambda p: ["--out", p]),  # unusable, or holds a run
-        _paths([*outs, area.fresh, area.empty]).map(lambda p: ["--out", p, "--resume"]),
+        _paths([o for o in outs if o != area.other_run] + [area.fresh, area.empty]).map(
+            lambda p: ["--out", p, "--resume"]),
+        # resuming the other run with an option that contradicts its configuration
+        st.just(["--out", str(area.other_run), "--resume", "--agents", "2"]),
         _NUL.map(lambda p: ["--out", p]),
     )
     options = {
@@ -282,6 +297,12 @@ def test_train_refuses_bad_input(area, data):
         "alpha": (_opt("--alpha", st.sampled_from(["0", "0.5", "1", "1e-3"])),
                   _opt("--alpha", _bad_unit_float())),
         "out": (st.just(["--out", str(area.fresh)]), bad_out),
+        "set": (st.sampled_from([["--set", "train.hidden=32"], ["--set", "env.arrival_rate=0.9"],
+                                 ["--set", "run.seeds=2", "--set", "train.gamma=0.95"]]),
+                st.one_of(_BAD_SETS.map(lambda v: ["--set", v]))),
+        "config": (st.just([]), _paths([area.blocker, area.under_file, area.empty,
+                                        area.root / "missing.toml"]).map(
+                                            lambda p: ["--config", p])),
     }
     assert other["n_agents"] == 3
     _check_refused(area, _argv(data, "train", options, required=("out",)))
@@ -293,8 +314,7 @@ def test_evaluate_refuses_bad_input(area, data):
     policies = [*HEURISTICS, "all"]
     options = {
         "agents": (_opt("--agents", st.sampled_from(["1", "2", "50", str(MAX_N)])),
-                   st.one_of(st.just([]),  # a required option left out
-                             _opt("--agents", _bad_int(1, 100_000)),
+                   st.one_of(_opt("--agents", _bad_int(1, 100_000)),
                              _opt("--agents", st.integers(MAX_N + 1, 100_000).map(str)))),
         "policy": (st.lists(st.sampled_from(policies), min_size=1, max_size=3).map(
                        lambda names: [t for n in names for t in ("--policy", n)]),

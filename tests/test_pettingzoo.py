@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 import pytest
 from pettingzoo import test as pz_test
 
-from dgpg.envs.pettingzoo import TEAM_METRICS, HeteroCloudParallelEnv, parallel_env
+from dgpg.envs.pettingzoo import (
+    DECISIONS,
+    TEAM_METRICS,
+    HeteroCloudParallelEnv,
+    parallel_env,
+)
 
 SHORT = {"episode_steps": 30}
 # Compiling a config takes seconds: the tests share the configs (N=3, SHORT) and (N=1, SHORT).
@@ -15,6 +21,12 @@ SHORT = {"episode_steps": 30}
 @pytest.fixture(scope="module")
 def env3() -> HeteroCloudParallelEnv:
     return parallel_env(n_agents=3, seed=0, **SHORT)
+
+
+@pytest.fixture(scope="module")
+def slots3() -> HeteroCloudParallelEnv:
+    """The per-slot form of `env3`'s config (shares its compiled code)."""
+    return parallel_env(n_agents=3, seed=0, decisions="per-slot", **SHORT)
 
 
 def test_parallel_api(env3: HeteroCloudParallelEnv) -> None:
@@ -142,3 +154,145 @@ def test_bad_action(env3: HeteroCloudParallelEnv) -> None:
         env3.step({"dispatcher_0": np.full(env3.config.jobs_per_step, 99)})
     with pytest.raises(ValueError):
         env3.step({"nobody": np.zeros(env3.config.jobs_per_step, np.int64)})
+
+
+# ---------------------------------------------------------------------- reset infos
+
+
+ZERO_AT_RESET = (
+    "reward",
+    "drop_rate",
+    "arrived",
+    "admitted",
+    "rejected",
+    "shed",
+    "completed",
+    "slowdown_sum",
+)
+
+
+@pytest.mark.parametrize("form", ["env3", "slots3"])
+def test_reset_infos_have_step_keys(form: str, request: pytest.FixtureRequest) -> None:
+    env: HeteroCloudParallelEnv = request.getfixturevalue(form)
+    obs, reset_infos = env.reset(seed=4)
+    assert set(reset_infos) == set(env.possible_agents)
+    _, _, _, _, step_infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+    for agent in env.possible_agents:
+        assert reset_infos[agent].keys() == step_infos[agent].keys()
+        assert all(isinstance(v, float) for v in reset_infos[agent].values())
+    info = reset_infos[env.possible_agents[0]]
+    assert set(TEAM_METRICS) <= set(info)
+    assert all(info[name] == 0.0 for name in ZERO_AT_RESET)
+    # the warm cluster's utilisations are the context's last two features, at D - 2 and D - 1
+    K, J = env.config.n_candidates, env.config.jobs_per_step
+    D = K * 9 + J * 6 + 4
+    cpu, mem = obs[env.possible_agents[0]][D - 2 : D]
+    assert info["cpu_utilisation"] == pytest.approx(float(cpu), rel=1e-6)
+    assert info["memory_utilisation"] == pytest.approx(float(mem), rel=1e-6)
+    assert info["cpu_utilisation"] > 0.0 and info["memory_utilisation"] > 0.0
+    assert info["imbalance"] >= 0.0 and info["overload"] >= 0.0
+
+
+# ---------------------------------------------------------------------- per-slot decisions
+
+
+def test_parallel_api_per_slot(slots3: HeteroCloudParallelEnv) -> None:
+    pz_test.parallel_api_test(slots3, num_cycles=40)
+
+
+@pytest.mark.skipif(
+    not hasattr(pz_test, "parallel_seed_test"), reason="pettingzoo lacks parallel_seed_test"
+)
+def test_parallel_seed_per_slot() -> None:
+    pz_test.parallel_seed_test(
+        lambda: parallel_env(n_agents=3, decisions="per-slot", **SHORT), num_cycles=30
+    )
+
+
+def test_per_slot_spaces(slots3: HeteroCloudParallelEnv) -> None:
+    K, J = slots3.config.n_candidates, slots3.config.jobs_per_step
+    D = K * 9 + J * 6 + 4
+    names = [f"dispatcher_{i}_slot_{j}" for i in range(3) for j in range(J)]
+    assert slots3.possible_agents == names
+    assert slots3.max_num_agents == 3 * J
+    assert slots3.group_map == {"agents": names}
+    for agent in names:
+        space = slots3.action_space(agent)
+        assert isinstance(space, gymnasium.spaces.Discrete) and space.n == K
+        assert slots3.observation_space(agent).shape == (D + J,)
+        assert slots3.observation_space(agent).dtype == np.float32
+    obs, _ = slots3.reset(seed=3)
+    for i in range(3):
+        for j in range(J):
+            o = obs[f"dispatcher_{i}_slot_{j}"]
+            assert slots3.observation_space(names[0]).contains(o)
+            assert np.array_equal(o[:D], obs[f"dispatcher_{i}_slot_0"][:D])
+            assert np.array_equal(o[D:], np.eye(J, dtype=np.float32)[j])
+
+
+def _slot_actions(joint: np.ndarray, skip: int | None = None) -> dict[str, np.int64]:
+    """The per-slot action dict of an (N, J) array of candidate indices (without dispatcher
+    `skip`'s slots, which then act 0)."""
+    return {
+        f"dispatcher_{i}_slot_{j}": joint[i, j]
+        for i in range(joint.shape[0])
+        for j in range(joint.shape[1])
+        if i != skip
+    }
+
+
+def _dispatcher_actions(joint: np.ndarray, skip: int | None = None) -> dict[str, np.ndarray]:
+    return {f"dispatcher_{i}": joint[i] for i in range(joint.shape[0]) if i != skip}
+
+
+def test_per_slot_actions_reach_the_same_slots(
+    env3: HeteroCloudParallelEnv, slots3: HeteroCloudParallelEnv
+) -> None:
+    K, J = env3.config.n_candidates, env3.config.jobs_per_step
+    D = K * 9 + J * 6 + 4
+    rng = np.random.default_rng(11)
+    joints = [rng.integers(0, K, (3, J)) for _ in range(12)]
+
+    def dispatcher_run(order: slice) -> list[float]:
+        env3.reset(seed=9)
+        return [env3.step(_dispatcher_actions(j[:, order]))[1]["dispatcher_0"] for j in joints]
+
+    # which slot gets which choice matters: the same choices with the slots reversed differ
+    assert dispatcher_run(slice(None)) != dispatcher_run(slice(None, None, -1))
+
+    def dispatcher(agent: str) -> str:
+        return agent.split("_slot_")[0]
+
+    def assert_same(obs_d, infos_d, obs_s, infos_s) -> None:
+        assert set(obs_s) == set(infos_s) == set(slots3.possible_agents)
+        assert infos_s == {a: infos_d[dispatcher(a)] for a in infos_s}
+        for agent, o in obs_s.items():
+            assert np.array_equal(o[:D], obs_d[dispatcher(agent)])
+
+    assert_same(*env3.reset(seed=9), *slots3.reset(seed=9))
+    for step, joint in enumerate(joints):
+        skip = 1 if step % 3 == 0 else None  # a missing dispatcher acts 0 in both forms
+        obs_d, rew_d, _, trunc_d, infos_d = env3.step(_dispatcher_actions(joint, skip))
+        obs_s, rew_s, _, trunc_s, infos_s = slots3.step(_slot_actions(joint, skip))
+        assert rew_s == {a: rew_d[dispatcher(a)] for a in rew_s}
+        assert trunc_s == {a: trunc_d[dispatcher(a)] for a in trunc_s}
+        assert_same(obs_d, infos_d, obs_s, infos_s)
+    assert np.array_equal(env3.state(), slots3.state())
+
+
+def test_per_slot_bad_action(slots3: HeteroCloudParallelEnv) -> None:
+    slots3.reset(seed=0)
+    K, J = slots3.config.n_candidates, slots3.config.jobs_per_step
+    with pytest.raises(ValueError, match="one integer"):
+        slots3.step({"dispatcher_0_slot_0": K})
+    with pytest.raises(ValueError, match="one integer"):
+        slots3.step({"dispatcher_0_slot_0": np.zeros(J, np.int64)})
+    with pytest.raises(ValueError, match="unknown agent"):
+        slots3.step({"dispatcher_0": np.zeros(J, np.int64)})
+
+
+@pytest.mark.parametrize("decisions", ["per_slot", "joint", "", None, 1])
+def test_bad_decisions(decisions) -> None:
+    with pytest.raises(ValueError, match="decisions must be one of") as err:
+        parallel_env(n_agents=2, decisions=decisions)
+    assert all(repr(known) in str(err.value) for known in DECISIONS)

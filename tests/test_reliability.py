@@ -423,11 +423,14 @@ def test_checkpoint_loading_never_executes_code(good_checkpoint, tmp_path):
 
 
 def _assert_one_error_line(code: int, stdout: str, stderr: str) -> str:
+    """Exit 2 with one error line, the last on stderr; the lines before it, if any, are the
+    progress lines `dgpg train` prints when stderr is not a terminal."""
     assert code == 2, (code, stdout, stderr)
     assert "Traceback" not in stdout + stderr
     lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dgpg: error: "), stderr
-    return lines[0]
+    assert lines and lines[-1].startswith("dgpg: error: "), stderr
+    assert all(" N=" in line for line in lines[:-1]), stderr
+    return lines[-1]
 
 
 def test_cli_rejects_corrupt_checkpoints_with_exit_2(good_checkpoint, tmp_path):

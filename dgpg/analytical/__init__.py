@@ -15,6 +15,7 @@ from dgpg.analytical.aligned import AlignedModel, AlignedReference, greedy_place
 from dgpg.analytical.base import AnalyticalModel
 from dgpg.analytical.cloud import CloudReference, WaterFillingModel
 from dgpg.analytical.waterfill import potential, water_level, waterfill
+from dgpg.learners.config import DEFAULT_MODEL, MODEL_NAMES
 
 MODELS: dict[str, Callable[..., AnalyticalModel]] = {
     "aligned": lambda env: AlignedModel(env, stand_in="mean-field", horizon="lifetime"),
@@ -22,7 +23,8 @@ MODELS: dict[str, Callable[..., AnalyticalModel]] = {
     "aligned-step": lambda env: AlignedModel(env, stand_in="mean-field", horizon="step"),
     "fluid": WaterFillingModel,
 }
-DEFAULT_MODEL = "aligned"
+# the names are also listed where a configuration is checked without JAX
+assert tuple(MODELS) == MODEL_NAMES, "dgpg.learners.config.MODEL_NAMES must list every model"
 
 
 def make_model(name: str, env_config) -> AnalyticalModel:

@@ -11,14 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dgpg.envs.workload import CPU_SHARE
-
-# generation: (share of servers, cores, memory GB, efficiency low, efficiency high)
-GENERATIONS = (
-    (0.30, 16.0, 128.0, 0.70, 0.80),
-    (0.40, 32.0, 128.0, 0.85, 0.95),
-    (0.30, 64.0, 192.0, 0.98, 1.08),
-)
+from dgpg.envs.parameters import CPU_SHARE, GENERATIONS  # noqa: F401 (GENERATIONS re-exported)
 
 
 @struct.dataclass

@@ -11,20 +11,22 @@ import math
 import jax
 import jax.numpy as jnp
 
-CPU_JOB, MEM_JOB = 0, 1
-
-CPU_CORES_ALPHA = 1.7  # Pareto tail index of CPU-intensive jobs' cores
-CPU_CORES_MIN = 1.0
-CPU_CORES_CAP = 32.0
-MEM_GB_ALPHA = 2.2  # Pareto tail index of memory-intensive jobs' memory
-MEM_GB_MIN = 4.0
-MEM_GB_CAP = 96.0
-MEM_JOB_CORES = (0.5, 8.0)  # CPU demand of a memory job grows with its memory over this range
-WORK_ALPHA = 2.0  # Pareto tail index of work; x_min 10 gives a mean of 19 steps after the cap
-WORK_MIN = 10.0
-WORK_CAP = 200.0
-CPU_SHARE = 0.6  # cluster-wide share of CPU-intensive jobs
-MAX_RATE_MULTIPLIER = 1.2  # agents' arrival-rate multipliers rho_i ~ U[0.8, 1.2]
+from dgpg.envs.parameters import (  # noqa: F401 (re-exported)
+    CPU_CORES_ALPHA,
+    CPU_CORES_CAP,
+    CPU_CORES_MIN,
+    CPU_JOB,
+    CPU_SHARE,
+    MAX_RATE_MULTIPLIER,
+    MEM_GB_ALPHA,
+    MEM_GB_CAP,
+    MEM_GB_MIN,
+    MEM_JOB,
+    MEM_JOB_CORES,
+    WORK_ALPHA,
+    WORK_CAP,
+    WORK_MIN,
+)
 
 
 def pareto(key: jax.Array, alpha: float, x_min: float, shape: tuple[int, ...]) -> jax.Array:

@@ -20,7 +20,8 @@ Backends:
            the unfinished work of a task in flight is lost if the sweep is killed.
 
 Every process that runs tasks uses JAX's persistent compilation cache (`DGPG_JAX_CACHE`, by
-default ~/.cache/dgpg/jax): runs of the same shapes then compile once, not once per process.
+default ~/.cache/dgpg/jax; `off` turns it off): runs of the same shapes then compile once, not
+once per process.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import multiprocessing
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dgpg import atomic
+from dgpg.config import overrides_json, parse_overrides  # noqa: F401 (re-exported)
 
 BACKENDS = ("local", "ray")
 RUNS = "runs"
@@ -77,7 +78,10 @@ class Task(Protocol):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DGPG_JAX_CACHE") or Path.home() / ".cache" / "dgpg" / "jax")
+    """`DGPG_JAX_CACHE`, else $XDG_CACHE_HOME/dgpg/jax, else ~/.cache/dgpg/jax."""
+    if folder := os.environ.get("DGPG_JAX_CACHE"):
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dgpg" / "jax"
 
 
 # Closed-over arrays (a trained actor in an evaluation) become arguments of the compiled
@@ -89,7 +93,9 @@ JAX_ENV = {"JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS": "1"}
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
     """Turn on JAX's persistent compilation cache for this process (unless one is set already;
-    `DGPG_JAX_CACHE` or ~/.cache/dgpg/jax by default)."""
+    `default_cache_dir()` by default). `DGPG_JAX_CACHE=off` turns it off."""
+    if path is None and os.environ.get("DGPG_JAX_CACHE") == "off":
+        return
     if "jax" not in sys.modules:
         for name, value in JAX_ENV.items():
             os.environ.setdefault(name, value)
@@ -106,45 +112,11 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
 # --------------------------------------------------------------------------- training task
 
 
-def _overrides(text: str) -> dict[str, dict[str, Any]]:
-    data = json.loads(text) if text else {}
-    if not isinstance(data, dict) or set(data) - {"train", "env"}:
-        raise ValueError(f"overrides must be JSON with keys 'train' and/or 'env', got {text!r}")
-    return {"train": dict(data.get("train", {})), "env": dict(data.get("env", {}))}
-
-
-def overrides_json(train: dict[str, Any] | None = None, env: dict[str, Any] | None = None) -> str:
-    """The canonical `RunSpec.overrides` string for TrainConfig / EnvConfig field overrides."""
-    data = {k: dict(sorted(v.items())) for k, v in (("train", train), ("env", env)) if v}
-    return json.dumps(data, sort_keys=True, separators=(",", ":")) if data else ""
-
-
 def env_config(n_agents: int, overrides: str = ""):
     """The EnvConfig a run with these overrides trains and is evaluated on."""
     from dgpg.envs.cloud import EnvConfig
 
-    return EnvConfig(n_agents=n_agents, **_overrides(overrides)["env"])
-
-
-@functools.cache
-def _reduced_run_class():
-    """RunConfig with TrainConfig / EnvConfig overrides (reduced runs, e.g. in tests). Plain
-    runs use RunConfig itself, so their folders stay loadable by `dgpg evaluate --checkpoint`."""
-    from dgpg.training import RunConfig
-
-    @dataclasses.dataclass(frozen=True)
-    class ReducedRunConfig(RunConfig):
-        overrides: str = ""
-
-        def train_config(self):
-            fields = _overrides(self.overrides)["train"]
-            return dataclasses.replace(super().train_config(), **fields)
-
-        def env_config(self):
-            fields = _overrides(self.overrides)["env"]
-            return dataclasses.replace(super().env_config(), **fields)
-
-    return ReducedRunConfig
+    return EnvConfig(n_agents=n_agents, **parse_overrides(overrides)["env"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,22 +154,14 @@ class RunSpec:
         return key
 
     def run_config(self):
-        from dgpg.training import RunConfig
+        from dgpg.config import ConfigError, RunConfig
 
-        fields = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
-                  "seed": self.seed, "seeds": self.seeds, "alpha": self.alpha,
-                  "model": self.model}
-        if not self.overrides:
-            run = RunConfig(**fields)
-        else:
-            _overrides(self.overrides)
-            run = _reduced_run_class()(**fields, overrides=self.overrides)
         try:
-            run.train_config()  # raises ValueError on a bad algorithm, alpha or override
-            run.env_config()
-        except TypeError as e:  # an override naming no field
-            raise ValueError(f"bad overrides {self.overrides!r}: {e}") from None
-        return run
+            return RunConfig(algo=self.algo, n_agents=self.n_agents, episodes=self.episodes,
+                             seed=self.seed, seeds=self.seeds, alpha=self.alpha,
+                             model=self.model, overrides=self.overrides)
+        except ConfigError as e:
+            raise ValueError(f"bad run configuration: {e}") from None
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         try:

@@ -14,8 +14,6 @@ steps. It is compiled once with `jit` and `vmap`ped over seeds by the training l
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -23,83 +21,17 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dgpg.analytical import DEFAULT_MODEL, MODELS, make_model
+from dgpg.analytical import make_model
 from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig, Observation
 from dgpg.learners.compaction import occupied_logits, slot_capacity
+from dgpg.learners.config import (  # noqa: F401 (re-exported)
+    ALGORITHMS,
+    DEFAULT_MODEL,
+    TUNED,
+    TrainConfig,
+)
 from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
-
-ALGORITHMS = ("dgpg", "mappo", "ippo")
-
-TUNED = {
-    "dgpg": {"learning_rate": 1e-3, "ent_coef": 0.003},
-    "mappo": {"learning_rate": 3e-3, "ent_coef": 0.01},
-    "ippo": {"learning_rate": 1e-3, "ent_coef": 0.01},
-}
-"""Learning rate and entropy coefficient of each algorithm: the best validation return of the
-same 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds; results/tuning/tuning.md). Every other
-hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters, identical for DG-PG, MAPPO and IPPO unless stated."""
-
-    algo: str = "dgpg"
-    """dgpg, mappo or ippo."""
-    alpha: float = 0.5
-    """Guidance weight of DG-PG in [0, 1]; MAPPO and IPPO ignore it (weight 0)."""
-    model: str = DEFAULT_MODEL
-    """DG-PG's analytical model (dgpg.analytical.MODELS); MAPPO and IPPO use none."""
-    learning_rate: float = 1e-3
-    """Adam step size, actor and critic."""
-    ent_coef: float = 0.003
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value-loss coefficient."""
-    clip_eps: float = 0.2
-    """PPO ratio clipping."""
-    gamma: float = 0.99
-    """Discount."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    update_epochs: int = 4
-    """Epochs over each episode's data."""
-    num_minibatches: int = 4
-    """Minibatches per epoch (split over time steps)."""
-    agents_per_minibatch: int = 128
-    """Agents sampled per minibatch for the actor and local-critic losses when N is larger:
-    with parameter sharing this is an unbiased subsample, and it bounds the update's cost."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
-    hidden: int = 64
-    """Width of every hidden layer."""
-
-    def __post_init__(self) -> None:
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGORITHMS)}")
-        if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODELS)}")
-        for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
-                     "max_grad_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("update_epochs", "num_minibatches", "agents_per_minibatch", "hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-    @property
-    def guidance_weight(self) -> float:
-        return self.alpha if self.algo == "dgpg" else 0.0
-
-    @property
-    def central_critic(self) -> bool:
-        return self.algo != "ippo"
-
 
 # --------------------------------------------------------------------------- state
 

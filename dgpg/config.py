@@ -1,0 +1,369 @@
+"""A training run's configuration: `RunConfig`, and how it is set from files and `--set` flags.
+
+A run is described in three sections, the same as in its `config.json`:
+
+    run    what `dgpg train` asks for: algo, n_agents, episodes, seed, seeds, alpha, model
+    train  every other field of the learner's `TrainConfig` (learning_rate, ent_coef, ...)
+    env    every other field of the environment's `EnvConfig` (arrival_rate, drop_weight, ...)
+
+Values come in layers, later ones winning: the defaults (or, on resume, the run's own
+configuration), a TOML or JSON file (`--config FILE`, the sections above as tables; a run's
+`config.json` is such a file), the command's options, then `--set SECTION.FIELD=VALUE` flags.
+Every value is checked against its field's type and limits; errors are `ConfigError`, one line
+naming the key. Importable without JAX, so that a bad option is refused before JAX loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgpg.envs.config import EnvConfig
+from dgpg.learners.config import ALGORITHMS, DEFAULT_MODEL, MODEL_NAMES, TUNED, TrainConfig
+
+NO_MODEL = "none"
+SECTIONS = ("run", "train", "env")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used; the message names the key."""
+
+
+class RunError(Exception):
+    """A run cannot start or resume (bad folder, mismatched configuration), or it diverged."""
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def overrides_json(train: dict[str, Any] | None = None, env: dict[str, Any] | None = None) -> str:
+    """The canonical text of TrainConfig ('train') and EnvConfig ('env') field overrides: sorted
+    compact JSON of the non-empty sections, '' for none."""
+    data = {k: dict(sorted(v.items())) for k, v in (("train", train), ("env", env)) if v}
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) if data else ""
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """{'train': {...}, 'env': {...}} of an overrides text ('' for none)."""
+    try:
+        data = json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        data = None
+    if (not isinstance(data, dict) or set(data) - {"train", "env"}
+            or not all(isinstance(v, dict) for v in data.values())):
+        raise ConfigError(f"overrides must be JSON with keys 'train' and/or 'env', "
+                          f"got {text!r:.60}")
+    return {"train": dict(data.get("train", {})), "env": dict(data.get("env", {}))}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What `dgpg train` was asked for. `overrides` holds the `train` and `env` fields that
+    differ from their defaults (`overrides_json`); `train_config()` and `env_config()` resolve
+    them. Equal configurations have equal `RunConfig`s."""
+
+    algo: str
+    n_agents: int
+    episodes: int
+    seed: int = 0
+    seeds: int = 1
+    alpha: float = 0.5
+    model: str = DEFAULT_MODEL
+    """DG-PG's analytical model; "none" for MAPPO and IPPO, which use no model."""
+    overrides: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
+            raise ConfigError(f"unknown algorithm {self.algo!r:.40}; known: "
+                              f"{', '.join(ALGORITHMS)}")
+        if self.algo != "dgpg":
+            object.__setattr__(self, "model", NO_MODEL)
+        elif not isinstance(self.model, str) or self.model not in MODEL_NAMES:
+            raise ConfigError(f"unknown model {self.model!r:.40}; known: "
+                              f"{', '.join(MODEL_NAMES)}")
+        for name, (lo, hi) in RUN_LIMITS.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | np.integer)
+                    or not lo <= value <= hi):
+                raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], "
+                                  f"got {value!r:.40}")
+            object.__setattr__(self, name, int(value))  # config.json holds Python numbers
+        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float | np.floating)
+                or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
+            raise ConfigError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        given = parse_overrides(self.overrides)
+        kept = {}
+        for section in ("train", "env"):
+            defaults = self._defaults(section)
+            kept[section] = {}
+            for key, value in given[section].items():
+                value = coerce(section, key, value)
+                if value != defaults[key]:
+                    kept[section][key] = value
+        object.__setattr__(self, "overrides", overrides_json(**kept))
+        try:
+            self.train_config()
+            self.env_config()  # e.g. N beyond the environment's 32-bit indices
+        except ValueError as e:
+            raise ConfigError(_name_section(str(e))) from None
+
+    def _defaults(self, section: str) -> dict[str, Any]:
+        if section == "train":
+            return dataclasses.asdict(TrainConfig(**TUNED[self.algo]))
+        return dataclasses.asdict(EnvConfig())
+
+    def train_config(self) -> TrainConfig:
+        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
+        rate and entropy coefficient (`TUNED`), then the overrides."""
+        fields = {**TUNED[self.algo], **parse_overrides(self.overrides)["train"]}
+        model = {"model": self.model} if self.algo == "dgpg" else {}
+        return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **fields)
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(n_agents=self.n_agents, **parse_overrides(self.overrides)["env"])
+
+    def to_json(self) -> dict[str, Any]:
+        """The three sections, resolved: what config.json holds."""
+        return {"run": dataclasses.asdict(self),
+                "train": dataclasses.asdict(self.train_config()),
+                "env": dataclasses.asdict(self.env_config())}
+
+    @classmethod
+    def from_dict(cls, run: Any) -> RunConfig:
+        """A stored `run` section (of config.json or a checkpoint), older forms included."""
+        if not isinstance(run, dict):
+            raise ConfigError("the run section is not a table of fields")
+        run = upgrade_run_dict(run)
+        if unknown := sorted(set(run) - {f.name for f in dataclasses.fields(cls)}):
+            raise ConfigError(f"unknown run field {unknown[0]!r:.40}")
+        return cls(**run)
+
+
+RUN_LIMITS = {"n_agents": (1, 16383), "episodes": (1, 1_000_000), "seed": (0, 2**31 - 1),
+              "seeds": (1, 64)}
+"""Inclusive limits of the run's integer fields (N: the environment's 32-bit indices with two
+servers and eight job slots per agent)."""
+
+RUN_ONLY = {"algo", "alpha", "model", "n_agents"}
+"""Fields of TrainConfig / EnvConfig that are set in the run section, not in theirs."""
+
+
+def upgrade_run_dict(run: Any) -> Any:
+    """A stored run section in today's form: runs written before the analytical model was an
+    option trained DG-PG with the fluid model (and MAPPO and IPPO with none)."""
+    if isinstance(run, dict) and "model" not in run and "algo" in run:
+        run = {**run, "model": "fluid" if run["algo"] == "dgpg" else NO_MODEL}
+    return run
+
+
+# --------------------------------------------------------------------------- keys and values
+
+
+@functools.cache
+def settable_keys() -> dict[str, type]:
+    """Every `SECTION.FIELD` that a file or `--set` may give, with its type."""
+    keys: dict[str, type] = {}
+    for section, cls in (("run", RunConfig), ("train", TrainConfig), ("env", EnvConfig)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if section == "run" and f.name == "overrides":
+                continue
+            if section != "run" and f.name in RUN_ONLY:
+                continue
+            keys[f"{section}.{f.name}"] = hints[f.name]
+    return keys
+
+
+def coerce(section: str, field: str, value: Any) -> Any:
+    """`value` as the type of `section.field` (text from `--set` is parsed); ConfigError if the
+    key is unknown or the value has another type."""
+    key = f"{section}.{field}"
+    kind = settable_keys().get(key)
+    if kind is None:
+        if section in ("train", "env") and field in RUN_ONLY:
+            target = "run.n_agents (--agents)" if field == "n_agents" else f"run.{field}"
+            raise ConfigError(f"{key} is set as {target}")
+        raise ConfigError(f"unknown key {key!r:.60}; see `dgpg train --help-keys` for the "
+                          "keys")
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {value!r:.40}") from None
+    if kind is float and isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = float(value)
+    if kind is float and isinstance(value, np.floating):
+        value = float(value)
+    if kind is int and isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {value!r:.40}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return value
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "text"}
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`["train.learning_rate=3e-4", ...]` as sections {'train': {'learning_rate': 3e-4}};
+    values typed by their field."""
+    sections: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        section, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise ConfigError(f"--set takes SECTION.FIELD=VALUE (e.g. train.learning_rate=3e-4),"
+                              f" got {item!r:.60}")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section {section!r:.40} in --set {item!r:.60}; "
+                              f"known: {', '.join(SECTIONS)}")
+        sections.setdefault(section, {})[field] = coerce(section, field, value)
+    return sections
+
+
+def read_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The sections of a TOML or JSON configuration file (a run's config.json included)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"cannot read configuration file {path}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+        raise ConfigError(f"{path} is not valid {kind}: {e}") from None
+    if not isinstance(data, dict) or (unknown := sorted(set(data) - set(SECTIONS))):
+        what = f"unknown section {unknown[0]!r:.40}" if isinstance(data, dict) else "not a table"
+        raise ConfigError(f"{path}: {what}; a configuration has the sections "
+                          f"{', '.join(SECTIONS)}")
+    sections: dict[str, dict[str, Any]] = {}
+    for section, fields in data.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{path}: section {section!r} is not a table")
+        if section == "run":
+            fields = upgrade_run_dict(fields)
+            overrides = fields.pop("overrides", "")  # a config.json's run section
+            if overrides:
+                for name, values in parse_overrides(overrides).items():
+                    sections.setdefault(name, {}).update(values)
+        for field, value in fields.items():
+            if section != "run" and field in RUN_ONLY:
+                continue  # config.json repeats the run's fields in train and env
+            try:
+                sections.setdefault(section, {})[field] = coerce(section, field, value)
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return sections
+
+
+def resolve(base: RunConfig | dict[str, Any],
+            *layers: dict[str, dict[str, Any]]) -> RunConfig:
+    """`base` (a RunConfig, or the run fields of the defaults) with `layers` of sections on
+    top, later ones winning."""
+    if isinstance(base, RunConfig):
+        run = {k: v for k, v in dataclasses.asdict(base).items() if k != "overrides"}
+        extra = parse_overrides(base.overrides)
+    else:
+        run, extra = dict(base), {"train": {}, "env": {}}
+    for layer in layers:
+        run.update(layer.get("run", {}))
+        for section in ("train", "env"):
+            extra[section].update(layer.get(section, {}))
+    try:
+        return RunConfig(**run, overrides=overrides_json(**extra))
+    except TypeError as e:  # a run field missing
+        raise ConfigError(str(e)) from None
+    except ConfigError as e:
+        raise ConfigError(_name_section(str(e), sections=("run",))) from None
+
+
+def differences(old: RunConfig, new: RunConfig,
+                ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """(KEY, OLD, NEW) for every resolved key in which two configurations differ."""
+    flat_old, flat_new = _flat(old), _flat(new)
+    return [(k, flat_old[k], flat_new[k]) for k in flat_old
+            if k not in ignore and flat_old[k] != flat_new[k]]
+
+
+def _flat(run: RunConfig) -> dict[str, Any]:
+    data = run.to_json()
+    return {f"{s}.{k}": v for s in SECTIONS for k, v in data[s].items()
+            if f"{s}.{k}" in settable_keys()}
+
+
+def _name_section(message: str, sections: tuple[str, ...] = ("train", "env")) -> str:
+    """Prefix an error that starts with the name of a field of `sections` by its section."""
+    first = message.split(" ", 1)[0]
+    for key in settable_keys():
+        section, field = key.split(".")
+        if section in sections and field == first:
+            return f"{section}.{message}"
+    return message
+
+
+def help_keys() -> str:
+    """Every settable key with its type and default (for `dgpg train --help-keys`)."""
+    defaults = RunConfig(algo="dgpg", n_agents=10, episodes=20).to_json()
+    lines = []
+    for key, kind in settable_keys().items():
+        section, field = key.split(".")
+        default = defaults[section][field]
+        if section == "train" and field in ("learning_rate", "ent_coef"):
+            default = ", ".join(f"{a} {TUNED[a][field]:g}" for a in ALGORITHMS)
+        lines.append(f"{key:<28} {_KIND_NAMES[kind]:<12} default {default}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+def saved_config(out: Path) -> RunConfig:
+    """The configuration of the run in `out` (its config.json); RunError if there is none."""
+    config_path = Path(out) / "config.json"
+    if not config_path.exists():
+        raise RunError(f"nothing to resume in {out} (no config.json)")
+    try:
+        saved = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        raise RunError(f"cannot read {config_path}") from None
+    try:
+        return RunConfig.from_dict(saved.get("run") if isinstance(saved, dict) else None)
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{config_path} is not a dgpg run configuration ({e})") from None
+
+
+def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
+    """Raise RunError unless `out` can take `run`: empty for a new run; for resume, the same
+    run, except that `episodes` may be raised (the run is then extended)."""
+    config_path = out / "config.json"
+    if resume:
+        saved = saved_config(out)
+        if run.episodes < saved.episodes:
+            raise RunError(f"{out} holds a run of {saved.episodes} episodes; --episodes can "
+                           f"extend it, not shorten it (got {run.episodes})")
+        if changed := differences(saved, run, ignore=("run.episodes",)):
+            raise RunError(f"{out} holds a run with another configuration: " + "; ".join(
+                f"{key} is {was!r} in the run, {now!r} given" for key, was, now in changed))
+        return
+    if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
+        raise RunError(f"{out} already holds a run; use --resume or another --out")

@@ -1,0 +1,268 @@
+"""A run's configuration from files and `--set` flags, resume that reads it and extends a run,
+the command line's feedback and output, and its fast refusal of bad options.
+
+Training runs here are tiny (N = 2, 20-step episodes, one update epoch of one minibatch, width
+16) so that the resume test trains for real in seconds after compiling.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_harness import run_cli
+from rich.console import Console
+
+from dgpg import checkpoint, cli, config, training
+from dgpg.config import ConfigError, RunConfig, parse_set, read_file, resolve, settable_keys
+from dgpg.envs.cloud import EnvConfig
+from dgpg.learners.ppo import TrainConfig
+
+TINY = ["--set", "env.episode_steps=20", "--set", "train.update_epochs=1",
+        "--set", "train.num_minibatches=1", "--set", "train.hidden=16"]
+BASE = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
+
+
+def _other_value(key: str, value):
+    """A valid value of `key` other than its default."""
+    special = {"run.algo": "ippo", "run.model": "fluid", "run.alpha": 0.25,
+               "train.gamma": 0.95, "train.gae_lambda": 0.9, "env.tide_amplitude": 0.4,
+               "env.warm_utilisation": 0.5, "env.tide_noise": 0.05}
+    if key in special:
+        return special[key]
+    if isinstance(value, int):
+        return value + 1
+    return value * 0.5
+
+
+def _defaults() -> dict:
+    return RunConfig(**BASE).to_json()
+
+
+# --------------------------------------------------------------------------- the configuration
+
+
+def test_every_field_is_settable_by_set_and_by_file(tmp_path):
+    keys = settable_keys()
+    tcfg_fields = {f.name for f in dataclasses.fields(TrainConfig)} - config.RUN_ONLY
+    env_fields = {f.name for f in dataclasses.fields(EnvConfig)} - config.RUN_ONLY
+    assert {k for k in keys if k.startswith("train.")} == {f"train.{f}" for f in tcfg_fields}
+    assert {k for k in keys if k.startswith("env.")} == {f"env.{f}" for f in env_fields}
+    defaults = _defaults()
+    for key in keys:
+        if key == "run.model":
+            continue  # with algo ippo below it is "none"; checked on its own
+        section, field = key.split(".")
+        value = _other_value(key, defaults[section][field])
+        run = resolve(BASE, parse_set([f"{key}={value}"]))
+        assert run.to_json()[section][field] == value, key
+        # every other field keeps its default
+        changed = [k for k, *_ in config.differences(RunConfig(**BASE), run)]
+        expected = ({key, "run.model", "train.learning_rate", "train.ent_coef"}
+                    if key == "run.algo" else {key})
+        assert set(changed) <= expected and key in changed, (key, changed)
+    assert resolve(BASE, parse_set(["run.model=fluid"])).model == "fluid"
+
+    # all at once: a TOML file and the same --set flags resolve to the same configuration
+    values = {k: _other_value(k, defaults[k.split(".")[0]][k.split(".")[1]])
+              for k in keys if k not in ("run.algo", "run.model")}
+    lines = []
+    for section in config.SECTIONS:
+        lines.append(f"[{section}]")
+        lines += [f"{k.split('.')[1]} = {json.dumps(v)}" for k, v in values.items()
+                  if k.startswith(section + ".")]
+    (tmp_path / "run.toml").write_text("\n".join(lines) + "\n")
+    from_file = resolve(BASE, read_file(tmp_path / "run.toml"))
+    from_set = resolve(BASE, parse_set([f"{k}={v}" for k, v in values.items()]))
+    assert from_file == from_set
+    assert from_file.to_json() == from_set.to_json()
+    # a run's config.json is a configuration file too, and reproduces the run
+    (tmp_path / "config.json").write_text(json.dumps(from_set.to_json()))
+    assert resolve(BASE, read_file(tmp_path / "config.json")) == from_set
+
+
+def test_values_equal_to_the_defaults_are_not_overrides():
+    assert resolve(BASE, parse_set(["train.learning_rate=1e-3", "env.slots=64"])) == \
+        RunConfig(**BASE)
+    assert RunConfig(**BASE, overrides='{"train":{"hidden":64}}').overrides == ""
+
+
+@pytest.mark.parametrize(("item", "named"), [
+    ("train.nope=1", "train.nope"), ("env.nope=1", "env.nope"), ("nope.x=1", "nope"),
+    ("train.hidden=abc", "train.hidden"), ("train.hidden=1.5", "train.hidden"),
+    ("env.arrival_rate=fast", "env.arrival_rate"), ("train.gamma=nan", "train.gamma"),
+    ("train.learning_rate=-1", "train.learning_rate"), ("env.slots=0", "env.slots"),
+    ("env.tide_amplitude=2", "env.tide_amplitude"), ("run.seeds=0", "run.seeds"),
+    ("run.alpha=2", "run.alpha"), ("train.alpha=0.1", "train.alpha"),
+    ("env.n_agents=5", "env.n_agents"), ("run.model=nope", "model"),
+])
+def test_bad_keys_and_values_name_the_key(item, named, tmp_path):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        resolve(BASE, parse_set([item]))
+    code, stdout, stderr = run_cli(["train", "--set", item, "--out", str(tmp_path / "r")])
+    assert code == 2 and stderr.count("\n") == 1 and named in stderr, (item, stderr)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text", [
+    "[train]\nhidden = 'wide'\n", "[training]\nhidden = 3\n", "[train\n", "hidden = 3\n",
+    "[env]\nslots = 1.5\n", "[run]\nalgo = 3\n",
+])
+def test_bad_files_are_refused_in_one_line(text, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    code, _, stderr = run_cli(["train", "--config", str(path), "--out", str(tmp_path / "r")])
+    assert code == 2 and stderr.count("\n") == 1 and str(path) in stderr, stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_stored_configurations_of_older_runs_still_load():
+    sweep_run = {"algo": "mappo", "n_agents": 50, "episodes": 200, "seed": 0, "seeds": 3,
+                 "alpha": 0.0, "overrides": '{"train":{"learning_rate":0.001}}'}
+    run = RunConfig.from_dict(sweep_run)
+    assert run.model == "none" and run.train_config().learning_rate == 1e-3
+    plain = RunConfig.from_dict({"algo": "dgpg", "n_agents": 5, "episodes": 3, "seed": 0,
+                                 "seeds": 1, "alpha": 0.5})
+    assert plain.model == "fluid" and plain.overrides == ""
+
+
+# --------------------------------------------------------------------------- resume and output
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
+
+
+def test_resume_reads_its_configuration_and_extends_the_run(tmp_path):
+    short, full = tmp_path / "short", tmp_path / "full"
+    code, stdout, stderr = run_cli(["train", "--agents", "2", "--episodes", "2", *TINY,
+                                    "--out", str(short)])
+    assert code == 0, stderr
+    # stderr is not a terminal here: one plain line per episode, and the phases
+    episode_lines = [line for line in stderr.splitlines() if ": episode " in line]
+    assert [line.split(": episode ")[1].split()[0] for line in episode_lines] == ["1/2", "2/2"]
+    assert any("compiling" in line for line in stderr.splitlines())
+    assert any("testing on 40 scenarios" in line for line in stderr.splitlines())
+    assert "test return" in stdout and "wrote" in stdout
+
+    # a differing field is named with both values, and nothing changes
+    before = (short / "config.json").read_bytes()
+    code, _, stderr = run_cli(["train", "--out", str(short), "--resume",
+                               "--set", "train.hidden=32", "--alpha", "0.2"])
+    assert code == 2 and "train.hidden is 16 in the run, 32 given" in stderr
+    assert "run.alpha is 0.5 in the run, 0.2 given" in stderr
+    code, _, stderr = run_cli(["train", "--out", str(short), "--resume", "--episodes", "1"])
+    assert code == 2 and "extend it, not shorten it" in stderr
+    assert (short / "config.json").read_bytes() == before
+
+    # --resume with only --episodes: the run's own configuration, extended to 3 episodes
+    code, stdout, stderr = run_cli(["train", "--out", str(short), "--resume", "--episodes", "3",
+                                    "--json"])
+    assert code == 0, stderr
+    assert [line.split(": episode ")[1].split()[0] for line in stderr.splitlines()
+            if ": episode " in line] == ["3/3"]
+    extended = json.loads(stdout)
+    assert extended["episodes"] == 3
+
+    run = resolve(BASE, {"run": {"n_agents": 2, "episodes": 3}}, parse_set(TINY[1::2]))
+    uninterrupted = training.train(full, run)
+    assert json.loads((short / "config.json").read_text()) == run.to_json()
+    assert _rows(short / "metrics.csv") == _rows(full / "metrics.csv")
+    for name in ("test_return", "test_return_sampled", "best_val_return"):
+        assert extended[name] == uninterrupted[name], name
+    a = checkpoint.read(short / "checkpoints" / "last.ckpt")[1]
+    b = checkpoint.read(full / "checkpoints" / "last.ckpt")[1]
+    flat_a, flat_b = _flat(a), _flat(b)
+    assert flat_a.keys() == flat_b.keys()
+    for key in flat_a:
+        np.testing.assert_array_equal(flat_a[key], flat_b[key], err_msg=key)
+
+    # the checkpoint carries N and the environment: evaluate uses them ...
+    code, stdout, stderr = run_cli(["evaluate", "--checkpoint", str(short), "--scenarios", "2",
+                                    "--json"])
+    assert code == 0, stderr
+    records = json.loads(stdout)
+    assert records[0]["n_agents"] == 2 and records[0]["policy"] == "dgpg (seed 0)"
+    # ... and a contradicting --agents is refused
+    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(short), "--agents", "3"])
+    assert code == 2 and stderr.count("\n") == 1 and "N = 2" in stderr
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}/{k}"))
+        return out
+    return {prefix: np.asarray(tree)}
+
+
+def test_evaluate_table_fits_80_columns_without_wrapping():
+    records = []
+    for name in cli.POLICY_NAMES:
+        record = {"policy": name}
+        for i, metric in enumerate(cli.TABLE_METRICS):
+            record[metric] = {"mean": -678.679 / (i + 1) ** 3, "ci95": 248.3 / (i + 1) ** 4}
+        records.append(record)
+    title = "HeteroCloud, N=10, 10 test scenarios (mean ± 95% CI)"
+    for width, wide in ((80, False), (200, True)):
+        buffer = io.StringIO()
+        Console(file=buffer, width=width).print(cli.metrics_table(records, title, width))
+        lines = buffer.getvalue().splitlines()
+        assert all(len(line) <= width for line in lines)
+        assert "…" not in buffer.getvalue()
+        rows = [line for line in lines if any(line.strip(" │").startswith(n + " ")
+                                              for n in cli.POLICY_NAMES)]
+        assert len(rows) == len(cli.POLICY_NAMES), buffer.getvalue()  # one line per policy
+        assert ("±" in rows[0]) == wide  # mean ± CI cells only when they fit
+    markdown = cli.metrics_markdown(records, title)
+    assert markdown.count("\n| ") == len(records) + 1 and "±" in markdown
+
+
+def test_heuristic_names_match_the_registry():
+    from dgpg.heuristics import HEURISTICS
+
+    assert tuple(HEURISTICS) == cli.POLICY_NAMES
+
+
+# --------------------------------------------------------------------------- fast refusal
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--algo", "nope"], ["train", "--set", "train.nope=1"],
+    ["train", "--set", "env.arrival_rate=x"], ["train", "--config", "/no/such/file.toml"],
+    ["evaluate", "--policy", "nope"], ["reproduce", "nope"], ["bench", "--agents", "x"],
+])
+def test_a_bad_option_fails_fast_without_importing_jax(argv):
+    probe = textwrap.dedent(f"""
+        import json, sys, time
+        t0 = time.perf_counter()
+        from dgpg import cli
+        try:
+            cli.main({argv!r})
+        except SystemExit as e:
+            print(json.dumps({{"code": e.code, "jax": "jax" in sys.modules,
+                               "seconds": time.perf_counter() - t0}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    result = json.loads(done.stdout)
+    assert result["code"] == 2 and done.stderr.startswith("dgpg: error: ")
+    assert not result["jax"], "JAX was imported before the option was refused"
+    assert result["seconds"] < 1.0, result
+
+
+def test_version():
+    from dgpg import __version__
+
+    code, stdout, _ = run_cli(["--version"])
+    assert code == 0 and stdout.strip() == f"dgpg {__version__}" and __version__[0].isdigit()
