@@ -225,10 +225,9 @@ def train(
     out = _output_dir(out)
 
     _compilation_cache()
+    from dgpg import training
     from dgpg.checkpoint import CheckpointError
-    from dgpg.evaluation import TEST_SEEDS
     from dgpg.training import RunError
-    from dgpg.training import train as run_training
 
     logger = None
     if tensorboard:
@@ -241,7 +240,7 @@ def train(
                TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
                TimeElapsedColumn())
     phases = {"compile": "compiling (first episode)", "train": label,
-              "test": f"testing on {len(TEST_SEEDS)} scenarios"}
+              "test": f"testing on {len(training.TEST_SEEDS)} scenarios"}
     with Progress(*columns, console=err_console, disable=plain) as progress:
         task = progress.add_task(label, total=run.episodes, ret="-", val="-")
 
@@ -261,8 +260,8 @@ def train(
                 logger.log(episode, stats)
 
         try:
-            summary = run_training(out, run, resume=resume, on_episode=on_episode,
-                                   on_phase=on_phase)
+            summary = training.train(out, run, resume=resume, on_episode=on_episode,
+                                     on_phase=on_phase)
         except (RunError, CheckpointError) as e:
             raise CLIError(str(e)) from None
         except OSError as e:
@@ -281,7 +280,7 @@ def train(
         table.add_row(name, "-" if value is None else
                       f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)
-    console.print(f"wrote {out}/summary.json", markup=False, highlight=False)
+    console.print(f"wrote {out}/summary.json", markup=False, highlight=False, soft_wrap=True)
 
 
 def _note(text: str) -> None:
@@ -401,6 +400,14 @@ def evaluate(
     if as_json and markdown:
         raise CLIError("give --json or --markdown, not both")
     names = list(POLICY_NAMES) if policy and "all" in policy else list(dict.fromkeys(policy or []))
+    if checkpoint is not None:  # a missing file is refused before JAX loads
+        try:
+            target = checkpoint / "checkpoints" / "best.ckpt" if checkpoint.is_dir() else checkpoint
+            missing = not target.exists()
+        except (OSError, ValueError):  # e.g. an embedded NUL character
+            target, missing = checkpoint, False  # left to the checkpoint reader's message
+        if missing:
+            raise CLIError(f"checkpoint not found: {target}")
 
     _compilation_cache()
     from dgpg.envs.cloud import EnvConfig

@@ -1,33 +1,25 @@
-"""A run's configuration from files and `--set` flags, resume that reads it and extends a run,
-the command line's feedback and output, and its fast refusal of bad options.
-
-Training runs here are tiny (N = 2, 20-step episodes, one update epoch of one minibatch, width
-16) so that the resume test trains for real in seconds after compiling.
-"""
+"""A run's configuration from files and `--set` flags, the command line's output at 80 columns,
+and its fast refusal of bad options. (Resume that reads a run's configuration and extends it,
+and the plain progress lines, are tested with real runs in tests/test_training.py.)"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import numpy as np
 import pytest
 from cli_harness import run_cli
 from rich.console import Console
 
-from dgpg import checkpoint, cli, config, training
+from dgpg import cli, config
 from dgpg.config import ConfigError, RunConfig, parse_set, read_file, resolve, settable_keys
 from dgpg.envs.cloud import EnvConfig
 from dgpg.learners.ppo import TrainConfig
 
-TINY = ["--set", "env.episode_steps=20", "--set", "train.update_epochs=1",
-        "--set", "train.num_minibatches=1", "--set", "train.hidden=16"]
 BASE = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 
 
@@ -135,75 +127,6 @@ def test_stored_configurations_of_older_runs_still_load():
 
 
 # --------------------------------------------------------------------------- resume and output
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
-
-
-def test_resume_reads_its_configuration_and_extends_the_run(tmp_path):
-    short, full = tmp_path / "short", tmp_path / "full"
-    code, stdout, stderr = run_cli(["train", "--agents", "2", "--episodes", "2", *TINY,
-                                    "--out", str(short)])
-    assert code == 0, stderr
-    # stderr is not a terminal here: one plain line per episode, and the phases
-    episode_lines = [line for line in stderr.splitlines() if ": episode " in line]
-    assert [line.split(": episode ")[1].split()[0] for line in episode_lines] == ["1/2", "2/2"]
-    assert any("compiling" in line for line in stderr.splitlines())
-    assert any("testing on 40 scenarios" in line for line in stderr.splitlines())
-    assert "test return" in stdout and "wrote" in stdout
-
-    # a differing field is named with both values, and nothing changes
-    before = (short / "config.json").read_bytes()
-    code, _, stderr = run_cli(["train", "--out", str(short), "--resume",
-                               "--set", "train.hidden=32", "--alpha", "0.2"])
-    assert code == 2 and "train.hidden is 16 in the run, 32 given" in stderr
-    assert "run.alpha is 0.5 in the run, 0.2 given" in stderr
-    code, _, stderr = run_cli(["train", "--out", str(short), "--resume", "--episodes", "1"])
-    assert code == 2 and "extend it, not shorten it" in stderr
-    assert (short / "config.json").read_bytes() == before
-
-    # --resume with only --episodes: the run's own configuration, extended to 3 episodes
-    code, stdout, stderr = run_cli(["train", "--out", str(short), "--resume", "--episodes", "3",
-                                    "--json"])
-    assert code == 0, stderr
-    assert [line.split(": episode ")[1].split()[0] for line in stderr.splitlines()
-            if ": episode " in line] == ["3/3"]
-    extended = json.loads(stdout)
-    assert extended["episodes"] == 3
-
-    run = resolve(BASE, {"run": {"n_agents": 2, "episodes": 3}}, parse_set(TINY[1::2]))
-    uninterrupted = training.train(full, run)
-    assert json.loads((short / "config.json").read_text()) == run.to_json()
-    assert _rows(short / "metrics.csv") == _rows(full / "metrics.csv")
-    for name in ("test_return", "test_return_sampled", "best_val_return"):
-        assert extended[name] == uninterrupted[name], name
-    a = checkpoint.read(short / "checkpoints" / "last.ckpt")[1]
-    b = checkpoint.read(full / "checkpoints" / "last.ckpt")[1]
-    flat_a, flat_b = _flat(a), _flat(b)
-    assert flat_a.keys() == flat_b.keys()
-    for key in flat_a:
-        np.testing.assert_array_equal(flat_a[key], flat_b[key], err_msg=key)
-
-    # the checkpoint carries N and the environment: evaluate uses them ...
-    code, stdout, stderr = run_cli(["evaluate", "--checkpoint", str(short), "--scenarios", "2",
-                                    "--json"])
-    assert code == 0, stderr
-    records = json.loads(stdout)
-    assert records[0]["n_agents"] == 2 and records[0]["policy"] == "dgpg (seed 0)"
-    # ... and a contradicting --agents is refused
-    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(short), "--agents", "3"])
-    assert code == 2 and stderr.count("\n") == 1 and "N = 2" in stderr
-
-
-def _flat(tree, prefix=""):
-    if isinstance(tree, dict):
-        out = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-        return out
-    return {prefix: np.asarray(tree)}
 
 
 def test_evaluate_table_fits_80_columns_without_wrapping():

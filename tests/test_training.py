@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_harness import run_cli
 from jax.experimental.compilation_cache import compilation_cache
 
 from dgpg import checkpoint, training
@@ -142,7 +143,7 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
         np.mean([s["test_return"] for s in summary["per_seed"]]), rel=1e-6)
     saved = json.loads((out / "config.json").read_text())
     assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
-                            "seeds": 2, "alpha": 0.5, "model": "aligned"}
+                            "seeds": 2, "alpha": 0.5, "model": "aligned", "overrides": ""}
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
 
@@ -310,25 +311,65 @@ def test_cli_evaluate_bad_checkpoint(ref_run, tmp_path):
     assert "checksum" in line and str(bad) in line
 
 
-def test_cli_evaluate_checkpoint(ref_run, jax_cache):
-    """`dgpg evaluate --checkpoint RUN_DIR` on the run's own N and test scenarios reproduces the
-    summary's per-seed test returns (and reuses the run's compiled evaluation via the cache)."""
+def test_cli_evaluate_checkpoint(ref_run):
+    """`dgpg evaluate --checkpoint RUN_DIR` evaluates at the run's own N (from the checkpoint)
+    and reproduces the summary's per-seed test returns; a contradicting --agents is refused."""
     out, summary = ref_run
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "dgpg.cli", "evaluate", "--agents", str(RUN.n_agents),
-         "--scenarios", str(N_TEST), "--checkpoint", str(out), "--json"],
-        capture_output=True, text=True, timeout=CLI_TIMEOUT, env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    records = json.loads(proc.stdout)
+    code, stdout, stderr = run_cli(["evaluate", "--scenarios", str(N_TEST), "--checkpoint",
+                                    str(out), "--json"])
+    assert code == 0, stderr
+    records = json.loads(stdout)
     assert [r["policy"] for r in records] == ["dgpg (seed 0)", "dgpg (seed 1)"]
     for r, s in zip(records, summary["per_seed"], strict=True):
         assert r["n_agents"] == RUN.n_agents and r["scenarios"] == N_TEST
         assert r["return"]["mean"] == pytest.approx(s["test_return"], rel=1e-6)
+    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(out), "--agents", "3"])
+    assert code == 2 and stderr.count("\n") == 1 and "N = 2" in stderr, stderr
+
+
+def _episode_lines(stderr: str) -> list[str]:
+    return [line.split(": episode ")[1].split()[0] for line in stderr.splitlines()
+            if ": episode " in line]
+
+
+def test_cli_resume_reads_the_run_and_extends_it(ref_run, tmp_path):
+    """`dgpg train --resume --episodes E` on a finished shorter run: the run's own configuration,
+    extended; the result equals the uninterrupted run of E episodes. Other differences are
+    refused, naming each field with both values. Off a terminal, one line per episode."""
+    ref, summary = ref_run
+    short = tmp_path / "short"
+    code, stdout, stderr = run_cli(["train", "--agents", "2", "--seeds", "2", "--episodes", "2",
+                                    "--out", str(short)])
+    assert code == 0, stderr
+    assert _episode_lines(stderr) == ["1/2", "2/2"]  # stderr is not a terminal here
+    assert "dgpg N=2: compiling (first episode)" in stderr
+    assert f"dgpg N=2: testing on {N_TEST} scenarios" in stderr
+    assert "test return" in stdout and f"wrote {short}/summary.json" in stdout
+
+    before = _snapshot(short)
+    code, _, stderr = run_cli(["train", "--out", str(short), "--resume", "--alpha", "0.2",
+                               "--set", "env.arrival_rate=0.9"])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "run.alpha is 0.5 in the run, 0.2 given" in stderr
+    assert "env.arrival_rate is 1.0 in the run, 0.9 given" in stderr
+    code, _, stderr = run_cli(["train", "--out", str(short), "--resume", "--episodes", "1"])
+    assert code == 2 and "extend it, not shorten it" in stderr
+    assert _snapshot(short) == before
+
+    code, stdout, stderr = run_cli(["train", "--out", str(short), "--resume",
+                                    "--episodes", str(EPISODES), "--json"])
+    assert code == 0, stderr
+    assert _episode_lines(stderr) == [f"{e}/{EPISODES}" for e in range(3, EPISODES + 1)]
+    extended = json.loads(stdout)
+    assert json.loads((short / "config.json").read_text()) == RUN.to_json()
+    assert _without_wall(_rows(short)) == _without_wall(_rows(ref))
+    for key in ("test_return", "test_return_sampled", "per_seed", "episodes_to_converge"):
+        assert extended[key] == summary[key], key
+    for name in ("last.ckpt", "best.ckpt"):
+        a = checkpoint.read(short / "checkpoints" / name)[1]
+        b = checkpoint.read(ref / "checkpoints" / name)[1]
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=name)
 
 
 # --------------------------------------------------------------------------- convergence
