@@ -428,22 +428,16 @@ def evaluate(
             raise CLIError(str(e)) from None
     n = config.n_agents
     seeds = TEST_SEEDS[:scenarios]
-    heuristics = [name for name in policies if name in HEURISTICS]
-    records = {}
+    names = list(policies)
     with _progress() as progress:
         task = progress.add_task(f"compiling the evaluation at N={n}")
 
         def on_policy(i: int) -> None:
-            progress.update(task, description=f"evaluating {heuristics[i]} at N={n}")
+            progress.update(task, description=f"evaluating {names[i]} at N={n}")
 
-        results = evaluate_many([policies[h] for h in heuristics], config, seeds,
-                                on_policy) if heuristics else []
-        for name, values in zip(heuristics, results, strict=True):
-            records[name] = values
-        for name, fn in policies.items():  # trained actors: one program each
-            if name not in records:
-                progress.update(task, description=f"evaluating {name} at N={n}")
-                records[name] = evaluate_many([fn], config, seeds)[0]
+        # one compiled program for every policy: the environment is compiled once
+        results = evaluate_many(list(policies.values()), config, seeds, on_policy)
+    records = dict(zip(names, results, strict=True))
     rows = []
     for name in policies:
         record = {"policy": name, "n_agents": n, "scenarios": len(seeds)}

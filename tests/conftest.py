@@ -13,6 +13,9 @@ from jax.experimental.compilation_cache import compilation_cache
 # its expensive optimisations. Set before JAX starts its back end, so it holds for this process
 # and every subprocess a test starts; results within a test stay comparable.
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# Under pytest-xdist each worker computes on one thread: the workers share the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    FAST_COMPILE += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
@@ -27,8 +30,13 @@ CACHE_OPTIONS = {
 def shared_jax_cache(tmp_path_factory) -> Path:
     """A persistent JAX compilation cache for the whole session, in this process and (through
     the environment) in the subprocesses tests start. Many tests compile the same small
-    configurations (the same programs); whichever runs first compiles, the others load."""
-    cache = tmp_path_factory.mktemp("jax_cache")
+    configurations (the same programs); whichever runs first compiles, the others load. Under
+    pytest-xdist the workers share one cache (beside their own temporary folders)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "jax_cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("jax_cache")
     values = {"jax_compilation_cache_dir": str(cache),
               "jax_persistent_cache_min_compile_time_secs": 0.5,
               "jax_persistent_cache_min_entry_size_bytes": -1}

@@ -234,10 +234,10 @@ def test_model_greedy_beats_least_loaded_at_n50():
     """The alignment check: the model's own best action is at least as good as `least-loaded`
     on the 40 test scenarios at N = 50 (measured: -6.2 against -7.6, paired difference
     1.4 +- 1.1; at N = 5 and 20 the mean is also higher but the difference is within its CI)."""
-    from dgpg.evaluation import TEST_SEEDS, evaluate
+    from dgpg.evaluation import TEST_SEEDS, evaluate_many
     from dgpg.heuristics import least_loaded
 
     config = EnvConfig(n_agents=50)
-    greedy = evaluate(model_greedy, config, TEST_SEEDS)["return"].mean()
-    least = evaluate(least_loaded, config, TEST_SEEDS)["return"].mean()
+    greedy, least = (r["return"].mean() for r in evaluate_many([model_greedy, least_loaded],
+                                                                config, TEST_SEEDS))
     assert greedy >= least, (greedy, least)

@@ -78,7 +78,7 @@ def test_compacted_gradient_equals_dense(actor_and_params, capacity):
     for a, b in zip(jax.tree.leaves(g_dense), jax.tree.leaves(g_comp), strict=True):
         scale = float(jnp.abs(a).max())
         assert scale > 0
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * scale + 1e-6)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=3e-5 * scale + 1e-6)
 
 
 def test_compacted_under_vmap(actor_and_params):

@@ -10,12 +10,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from cli_harness import run_cli
 from rich.console import Console
 
-from dgpg import cli, config
+from dgpg import cli, config, training
 from dgpg.config import ConfigError, RunConfig, parse_set, read_file, resolve, settable_keys
 from dgpg.envs.cloud import EnvConfig
 from dgpg.learners.ppo import TrainConfig
@@ -79,6 +80,33 @@ def test_every_field_is_settable_by_set_and_by_file(tmp_path):
     # a run's config.json is a configuration file too, and reproduces the run
     (tmp_path / "config.json").write_text(json.dumps(from_set.to_json()))
     assert resolve(BASE, read_file(tmp_path / "config.json")) == from_set
+
+
+def test_a_file_and_the_same_set_flags_write_the_same_config_json(tmp_path, monkeypatch):
+    """Through the command line: the run that `dgpg train` hands to the trainer, whose first
+    act is to write `run.to_json()` as config.json (the trainer itself is not run here)."""
+    def first_write(out, run, **_):
+        (Path(out) / "config.json").write_text(json.dumps(run.to_json(), sort_keys=True))
+        raise training.RunError("stopped after writing config.json")
+
+    monkeypatch.setattr(training, "train", first_write)
+    (tmp_path / "run.toml").write_text(
+        '[run]\nn_agents = 7\nseeds = 2\n[train]\nlearning_rate = 3e-4\nhidden = 32\n'
+        '[env]\narrival_rate = 1.2\ntide_period = 800\n')
+    argv = {"file": ["--config", str(tmp_path / "run.toml")],
+            "set": ["--set", "run.n_agents=7", "--set", "run.seeds=2",
+                    "--set", "train.learning_rate=0.0003", "--set", "train.hidden=32",
+                    "--set", "env.arrival_rate=1.2", "--set", "env.tide_period=800.0"],
+            "mixed": ["--agents", "7", "--seeds", "2", "--config", str(tmp_path / "run.toml")]}
+    written = {}
+    for name, args in argv.items():
+        code, _, stderr = run_cli(["train", *args, "--out", str(tmp_path / name)])
+        assert code == 2 and "stopped after writing config.json" in stderr, stderr
+        written[name] = (tmp_path / name / "config.json").read_text()
+    assert written["file"] == written["set"] == written["mixed"]
+    saved = json.loads(written["file"])
+    assert saved["train"]["hidden"] == 32 and saved["env"]["tide_period"] == 800.0
+    assert saved["run"]["n_agents"] == 7 == saved["env"]["n_agents"]
 
 
 def test_values_equal_to_the_defaults_are_not_overrides():
@@ -181,7 +209,9 @@ def test_a_bad_option_fails_fast_without_importing_jax(argv):
     result = json.loads(done.stdout)
     assert result["code"] == 2 and done.stderr.startswith("dgpg: error: ")
     assert not result["jax"], "JAX was imported before the option was refused"
-    assert result["seconds"] < 1.0, result
+    # measured alone: about 0.3 s; the bound is generous for a loaded machine (the check that
+    # matters is the one above: JAX is never imported)
+    assert result["seconds"] < 3.0, result
 
 
 def test_version():

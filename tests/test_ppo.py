@@ -297,21 +297,26 @@ def test_dgpg_learns_small():
     assert final_ret >= ref - 0.1 * abs(ref), (final_ret, ref)
 
 
-def test_dgpg_aligned_stays_near_best_fit_central_n5(tmp_path):
+@pytest.mark.parametrize("episodes,first", [
+    (12, 9),
+    pytest.param(20, 10, marks=pytest.mark.slow),  # about a minute on 2 CPU cores
+])
+def test_dgpg_aligned_stays_near_best_fit_central_n5(tmp_path, episodes, first):
     """DG-PG with the aligned model at N = 5 (the defaults of `dgpg train`, seed 0): the greedy
-    validation return of every episode from 10 to 20 is within 15 % of best-fit-central's on
-    the same scenarios (measured: -7.3 to -10.2 against -9.9). About a minute on 2 CPU cores."""
+    validation return of every episode from `first` to `episodes` is within 15 % of
+    best-fit-central's on the same scenarios (measured: -7.3 to -9.9 from episode 9 to 20,
+    against -9.9; episodes 3 and 4 dip to -15 and -17.5)."""
     import csv
 
     from dgpg.heuristics import best_fit_central
     from dgpg.training import RunConfig, train
 
-    # 21 episodes asked, 20 trained: the run stops before its test evaluation (not needed here)
-    run = RunConfig(algo="dgpg", n_agents=5, episodes=21, seed=0, seeds=1)
+    # one episode more asked than trained: the run stops before its test evaluation
+    run = RunConfig(algo="dgpg", n_agents=5, episodes=episodes + 1, seed=0, seeds=1)
     assert run.model == "aligned"
-    train(tmp_path / "run", run, stop_after=20)
+    train(tmp_path / "run", run, stop_after=episodes)
     with (tmp_path / "run" / "metrics.csv").open() as f:
         val = {int(r["episode"]): float(r["val_return"]) for r in csv.DictReader(f)}
     ref = float(evaluate(best_fit_central, run.env_config(), VALIDATION_SEEDS)["return"].mean())
-    late = [val[e] for e in range(10, 21)]
+    late = [val[e] for e in range(first, episodes + 1)]
     assert min(late) >= ref - 0.15 * abs(ref), (late, ref)

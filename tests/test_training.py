@@ -327,6 +327,25 @@ def test_cli_evaluate_checkpoint(ref_run):
     assert code == 2 and stderr.count("\n") == 1 and "N = 2" in stderr, stderr
 
 
+def _tensorboard_scalars(folder: Path) -> dict[tuple[int, str], float]:
+    """(step, tag) -> value of the scalars in a folder's event files (TFRecord framing: length,
+    its CRC, the record, its CRC)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found = {}
+    for path in sorted(folder.iterdir()):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (size,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + size])
+            i += 12 + size + 4
+            for value in event.summary.value:
+                found[(event.step, value.tag)] = value.simple_value
+    return found
+
+
 def _episode_lines(stderr: str) -> list[str]:
     return [line.split(": episode ")[1].split()[0] for line in stderr.splitlines()
             if ": episode " in line]
@@ -339,7 +358,7 @@ def test_cli_resume_reads_the_run_and_extends_it(ref_run, tmp_path):
     ref, summary = ref_run
     short = tmp_path / "short"
     code, stdout, stderr = run_cli(["train", "--agents", "2", "--seeds", "2", "--episodes", "2",
-                                    "--out", str(short)])
+                                    "--out", str(short), "--tensorboard"])
     assert code == 0, stderr
     assert _episode_lines(stderr) == ["1/2", "2/2"]  # stderr is not a terminal here
     assert "dgpg N=2: compiling (first episode)" in stderr
@@ -365,6 +384,15 @@ def test_cli_resume_reads_the_run_and_extends_it(ref_run, tmp_path):
     assert _without_wall(_rows(short)) == _without_wall(_rows(ref))
     for key in ("test_return", "test_return_sampled", "per_seed", "episodes_to_converge"):
         assert extended[key] == summary[key], key
+    # TensorBoard: every metrics.csv column of the first two episodes, the seeds' mean
+    scalars = _tensorboard_scalars(short / "tensorboard")
+    rows = _rows(ref)
+    for episode in (1, 2):
+        for column in METRIC_COLUMNS[2:]:
+            mean = np.mean([float(r[column]) for r in rows if int(r["episode"]) == episode])
+            if column != "wall_seconds":
+                assert scalars[(episode, column)] == pytest.approx(mean, rel=1e-5), column
+    assert {step for step, _ in scalars} == {1, 2}
     for name in ("last.ckpt", "best.ckpt"):
         a = checkpoint.read(short / "checkpoints" / name)[1]
         b = checkpoint.read(ref / "checkpoints" / name)[1]
