@@ -54,8 +54,8 @@ def measure(name: str, argv: list[str], repeats: int, pythonpath: str | None,
             seconds, code = timed(args, env, Path(tmp))
             cold_times.append(seconds)
             codes.add(code)
-            if warm:
-                args = [a.replace("{tmp}/run", f"{tmp}/run2") for a in args]
+            if warm:  # the same command again, into a new run folder
+                args = [a.replace("{tmp}", tmp).replace("/run", "/run2") for a in argv]
                 seconds, code = timed(args, env, Path(tmp))
                 warm_times.append(seconds)
                 codes.add(code)
@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats must be >= 1")
     records = [measure(name, cmd, args.repeats, None, warm=name != "bad option")
                for name, cmd in COMMANDS.items()]
+    if failed := [r["command"] for r in records if r["exit_codes"] != [2 if r["command"]
+                                                                        == "bad option" else 0]]:
+        sys.exit(f"unexpected exit status of: {', '.join(failed)}")
     baseline = {}
     if args.baseline_rev:
         repo = HERE.parent

@@ -110,7 +110,7 @@ def _compilation_cache() -> None:
     from dgpg.experiments.sweep import enable_compilation_cache
 
     try:
-        enable_compilation_cache()
+        enable_compilation_cache(arrays_as_arguments=False)
     except OSError:
         pass  # an unusable cache folder only costs compile time
 

@@ -91,12 +91,15 @@ def default_cache_dir() -> Path:
 JAX_ENV = {"JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS": "1"}
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
+def enable_compilation_cache(path: str | os.PathLike | None = None,
+                             arrays_as_arguments: bool = True) -> None:
     """Turn on JAX's persistent compilation cache for this process (unless one is set already;
-    `default_cache_dir()` by default). `DGPG_JAX_CACHE=off` turns it off."""
+    `default_cache_dir()` by default). `DGPG_JAX_CACHE=off` turns it off. `arrays_as_arguments`
+    sets `JAX_ENV` (before JAX is imported), which pays off when many actors of the same shapes
+    are evaluated (sweeps) and costs a single run some compile time."""
     if path is None and os.environ.get("DGPG_JAX_CACHE") == "off":
         return
-    if "jax" not in sys.modules:
+    if arrays_as_arguments and "jax" not in sys.modules:
         for name, value in JAX_ENV.items():
             os.environ.setdefault(name, value)
     import jax
