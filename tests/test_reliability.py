@@ -41,7 +41,7 @@ from dgpg.training import METRIC_COLUMNS, RunConfig, RunError
 DRIVER = Path(__file__).with_name("train_driver.py")
 SEEDS = (0, 1)
 RUN_DICT = {"algo": "dgpg", "n_agents": 2, "seed": 0, "seeds": len(SEEDS), "alpha": 0.5,
-            "model": "aligned"}
+            "model": "aligned", "overrides": ""}
 TIMEOUT = 900
 RUN_FILES = {"config.json", "metrics.csv", "summary.json", "checkpoints",
              "checkpoints/last.ckpt", "checkpoints/best.ckpt"}
