@@ -256,12 +256,15 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
         what = f"unknown section {unknown[0]!r:.40}" if isinstance(data, dict) else "not a table"
         raise ConfigError(f"{path}: {what}; a configuration has the sections "
                           f"{', '.join(SECTIONS)}")
+    # a run's stored config.json repeats the run's fields in its train section; one written
+    # before the analytical model was an option means the fluid model where it names none
+    stored = isinstance(data.get("train"), dict) and "algo" in data["train"]
     sections: dict[str, dict[str, Any]] = {}
     for section, fields in data.items():
         if not isinstance(fields, dict):
             raise ConfigError(f"{path}: section {section!r} is not a table")
         if section == "run":
-            fields = upgrade_run_dict(fields)
+            fields = upgrade_run_dict(fields) if stored else dict(fields)
             overrides = fields.pop("overrides", "")  # a config.json's run section
             if overrides:
                 for name, values in parse_overrides(overrides).items():

@@ -107,6 +107,14 @@ def test_a_file_and_the_same_set_flags_write_the_same_config_json(tmp_path, monk
     saved = json.loads(written["file"])
     assert saved["train"]["hidden"] == 32 and saved["env"]["tide_period"] == 800.0
     assert saved["run"]["n_agents"] == 7 == saved["env"]["n_agents"]
+    assert saved["run"]["model"] == "aligned"  # a file that names no model: the default
+
+
+def test_a_stored_config_json_of_an_older_run_keeps_its_model(tmp_path):
+    old = RunConfig(algo="dgpg", n_agents=5, episodes=3).to_json()
+    del old["run"]["model"], old["run"]["overrides"], old["train"]["model"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert resolve(BASE, read_file(tmp_path / "config.json")).model == "fluid"
 
 
 def test_values_equal_to_the_defaults_are_not_overrides():
