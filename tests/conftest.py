@@ -55,3 +55,14 @@ def shared_jax_cache(tmp_path_factory) -> Path:
         else:
             os.environ[var] = value
     compilation_cache.reset_cache()
+
+
+# The longest test files first, so that the two xdist workers (one file each at a time) finish
+# together instead of one waiting for the other's last long file. Tests keep their order within
+# a file, so module fixtures are still built once.
+LONGEST_FIRST = ("test_experiments.py", "test_ppo.py", "test_training.py", "test_compaction.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
