@@ -119,6 +119,7 @@ def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict
                   sets: list[str]):
     """The run's configuration from its layers (see dgpg.config), checked against `out`."""
     from dgpg.config import (
+        DEFAULT_RUN,
         ConfigError,
         RunError,
         check_folder,
@@ -132,7 +133,7 @@ def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict
         layers = [read_file(config_file)] if config_file is not None else []
         layers.append({"run": {k: v for k, v in flags.items() if v is not None}})
         layers.append(parse_set(sets))
-        base = saved_config(out) if resume else TRAIN_DEFAULTS
+        base = saved_config(out) if resume else DEFAULT_RUN
         run = resolve(base, *layers)
         check_folder(out, run, resume)  # before creating anything, so an error stays one line
     except (ConfigError, RunError) as e:
@@ -142,7 +143,6 @@ def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict
     return run
 
 
-TRAIN_DEFAULTS = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 SUMMARY_ROWS = (
     ("test_return", "test return (greedy, mean over seeds)"),
     ("test_return_ci", "  95 % CI half-width"),

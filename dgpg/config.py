@@ -31,6 +31,8 @@ from dgpg.learners.config import ALGORITHMS, DEFAULT_MODEL, MODEL_NAMES, TUNED, 
 
 NO_MODEL = "none"
 SECTIONS = ("run", "train", "env")
+DEFAULT_RUN = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
+"""The run fields `dgpg train` uses when neither its options nor a file give them."""
 
 
 class ConfigError(ValueError):
@@ -326,7 +328,7 @@ def _name_section(message: str, sections: tuple[str, ...] = ("train", "env")) ->
 
 def help_keys() -> str:
     """Every settable key with its type and default (for `dgpg train --help-keys`)."""
-    defaults = RunConfig(algo="dgpg", n_agents=10, episodes=20).to_json()
+    defaults = RunConfig(**DEFAULT_RUN).to_json()
     lines = []
     for key, kind in settable_keys().items():
         section, field = key.split(".")

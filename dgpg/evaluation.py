@@ -65,25 +65,10 @@ def rollout(policy: Policy, key: jax.Array, config: EnvConfig) -> dict[str, jax.
 
 
 @functools.lru_cache(maxsize=8)
-def evaluation_program(policy: Policy, config: EnvConfig) -> Callable:
-    """Compiled `keys (S,) -> episode METRICS (S,)` of `policy`; the same function object for
-    the same policy and configuration, so its compiled code is reused."""
-    return jax.jit(jax.vmap(lambda k: episode_metrics(rollout(policy, k, config))))
-
-
-def evaluate(
-    policy: Policy, config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS
-) -> dict[str, np.ndarray]:
-    """Per-scenario episode METRICS of `policy`, each an array of shape (len(seeds),)."""
-    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-    run = evaluation_program(policy, config)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in run(keys).items()}
-
-
-@functools.lru_cache(maxsize=8)
 def _switch_program(policies: tuple[Policy, ...], config: EnvConfig) -> Callable:
     """Compiled `(index, keys (S,)) -> episode METRICS (S,)` of `policies[index]`: one program
-    for all of them (`lax.switch`), so the environment is compiled once, not once per policy."""
+    for all of them (`lax.switch`, which calls a single policy directly), so the environment is
+    compiled once, not once per policy."""
     def chosen(index):
         branches = [lambda k, s, p=p: p(k, s, config) for p in policies]
         return lambda key, state, _config: jax.lax.switch(index, branches, key, state)
@@ -92,12 +77,20 @@ def _switch_program(policies: tuple[Policy, ...], config: EnvConfig) -> Callable
         lambda k: episode_metrics(rollout(chosen(index), k, config)))(keys))
 
 
+def evaluate(
+    policy: Policy, config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS
+) -> dict[str, np.ndarray]:
+    """Per-scenario episode METRICS of `policy`, each an array of shape (len(seeds),)."""
+    return evaluate_many([policy], config, seeds)[0]
+
+
 def evaluate_many(
     policies: Sequence[Policy], config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS,
     on_policy: Callable[[int], None] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """`evaluate` of each policy, compiled as one program; `on_policy(i)` is called before
-    policy i runs (for progress display)."""
+    """`evaluate` of each policy, compiled as one program (the same function object for the
+    same policies and configuration, so its compiled code is reused); `on_policy(i)` is called
+    before policy i runs (for progress display)."""
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
     run = _switch_program(tuple(policies), config)
     results = []
