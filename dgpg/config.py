@@ -202,6 +202,8 @@ def coerce(section: str, field: str, value: Any) -> Any:
     if isinstance(value, str) and kind is not str:
         text = value.strip()
         try:
+            if not text.isascii():  # int() and float() also read other scripts' digits
+                raise ValueError(text)
             value = int(text) if kind is int else float(text)
         except ValueError:
             raise ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {value!r:.40}") from None

@@ -131,6 +131,8 @@ def test_values_equal_to_the_defaults_are_not_overrides():
     ("env.tide_amplitude=2", "env.tide_amplitude"), ("run.seeds=0", "run.seeds"),
     ("run.alpha=2", "run.alpha"), ("train.alpha=0.1", "train.alpha"),
     ("env.n_agents=5", "env.n_agents"), ("run.model=nope", "model"),
+    ("train.update_epochs=\u0665", "train.update_epochs"),  # ARABIC-INDIC DIGIT FIVE
+    ("env.arrival_rate=\uff10.9", "env.arrival_rate"),  # FULLWIDTH DIGIT ZERO
 ])
 def test_bad_keys_and_values_name_the_key(item, named, tmp_path):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
