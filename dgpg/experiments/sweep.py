@@ -143,8 +143,11 @@ class RunSpec:
         if self.algo != "dgpg":
             object.__setattr__(self, "alpha", 0.0)
         object.__setattr__(self, "alpha", float(self.alpha))
-        # validates every field; RunConfig records "none" as the model of MAPPO and IPPO
-        object.__setattr__(self, "model", self.run_config().model)
+        # validates every field; RunConfig records "none" as the model of MAPPO and IPPO and
+        # drops overrides equal to a default, so equal runs have equal keys
+        config = self.run_config()
+        object.__setattr__(self, "model", config.model)
+        object.__setattr__(self, "overrides", config.overrides)
 
     @property
     def key(self) -> str:
