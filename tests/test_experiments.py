@@ -309,7 +309,7 @@ def test_variance_reduced(tmp_path):
     result = variance.run(tmp_path / "variance", grid=grid, workers=1)
     _files(tmp_path / "variance", "variance")
     assert [f["alpha"] for f in result["fits"]] == [0.0, 0.5]
-    for f in result["fits"]:
+    for f in [*result["fits"], *result["squared_mean_fits"]]:
         assert f["points"] == 4 and 0 <= f["resolved_points"] <= 4
         assert np.isfinite(f["slope"]) == (f["resolved_points"] >= 3)
     # the plain variance needs no resolved mean: every point enters its fit
@@ -318,13 +318,19 @@ def test_variance_reduced(tmp_path):
         assert f["points"] == 4 and np.isfinite(f["slope"]) and np.isfinite(f["slope_ci"])
     with (tmp_path / "variance" / "variance_fit.csv").open(newline="") as f:
         kinds = [(r["quantity"], float(r["alpha"])) for r in csv.DictReader(f)]
-    assert kinds == [("relative_variance", 0.0), ("relative_variance", 0.5),
-                     ("variance", 0.0), ("variance", 0.5)]
+    assert kinds == [(q, a) for q in variance.QUANTITIES for a in (0.0, 0.5)]
     for r in result["rows"]:
-        assert r["relative_variance"] > 0 and r["ci_low"] <= r["ci_high"]
-        assert r["lower_bound"] > 0
+        assert r["variance"] > 0 and r["counterfactual_variance"] > 0
+        assert r["lower_bound"] > 0 and r["mean_gap"] >= 0
         if r["resolved"]:
+            assert r["ci_low"] <= r["ci_high"]
+            assert r["relative_variance"] == pytest.approx(
+                r["variance"] / r["squared_mean_unbiased"])
             assert r["lower_bound"] <= r["relative_variance"] * (1 + 1e-9)
+    # alpha = 1 is the guidance gradient alone: both estimators are the same samples
+    pure = [r for r in result["rows"] if r["alpha"] == 1.0]
+    assert all(r["mean_gap"] == 0.0 and r["counterfactual_variance"] == pytest.approx(
+        r["variance"]) for r in pure)
 
 
 def test_nash_quick_cli(tmp_path):

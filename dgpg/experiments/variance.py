@@ -7,26 +7,33 @@ policy gradient (alpha = 0) and the pure guidance gradient (alpha = 1) are sampl
 roll-outs, so every alpha is an exact linear combination of the two; the experiment reports
 alpha = 0 and alpha = 0.5 (and stores 0.25, 0.75, 1 in the CSV).
 
-The relative variance tr Var[g] / |E g|^2 is fitted on log-log axes, log(relvar) = a_s + b log N,
-by least squares over every resolved (N, seed) point, with one intercept a_s per seed (seeds
-differ in policy and scenario, and one seed's gradient can be 100 times noisier than another's
-at every N); the 95 % CI of the slope b uses the Student t quantile with the regression's
-standard error. Error bars on the points are bootstrap 95 % intervals over roll-outs.
+The relative variance is tr Var[g] / |E g|^2: the plain estimator's variance over its squared
+mean. The variance is measured from the plain samples. The mean is not: the plain policy
+gradient's mean is small next to the noise that every other agent's actions put into the team
+reward, and plain samples cannot resolve it beyond N = 2. It is measured with the
+counterfactual estimator of the same roll-outs (each roll-out is played again with agent 0's
+actions resampled under common random numbers, and its advantages subtracted), which has the
+same mean and far less noise; the guidance part of g is the same in both. |E g|^2 is estimated
+without bias as |mean|^2 - tr Var / n of the counterfactual samples, with standard error about
+sqrt(4 m'Sm / n + 2 tr(S^2) / n^2) (S their covariance, m the mean); a point is *resolved*
+when the estimate exceeds twice its standard error. An unresolved point gives only a lower
+bound, tr Var / (estimate + 2 standard errors), drawn as a triangle and left out of the fit.
+As a check of the estimator, the plain and counterfactual sample means are compared: their
+squared distance over its expected value under equal means (`mean_gap`) is about 1.
 
-Resolution: |E g|^2 is estimated without bias as |mean|^2 - tr Var / n, whose standard error is
-about sqrt(4 m'Sm / n + 2 tr(S^2) / n^2) (S the covariance, m the mean). When the plain policy
-gradient's mean is small next to its noise, n roll-outs cannot measure it: a point is *resolved*
-when the estimate exceeds twice its standard error. An unresolved point gives only a lower bound,
-tr Var / (estimate + 2 standard errors), drawn as a triangle and left out of the fit.
+Fits: log(y) = a_s + b log N by least squares over every resolved (N, seed) point, with one
+intercept a_s per seed (seeds differ in policy and scenario, and one seed's gradient can be 100
+times noisier than another's at every N); the 95 % CI of the slope b uses the Student t quantile
+with the regression's standard error. y is the relative variance, and separately its two
+parts: the variance tr Var[g] (every point) and the squared mean |E g|^2 (resolved points), so
+that the figure shows which of the two makes the relative variance grow. Error bars on the
+relative variance are bootstrap 95 % intervals over roll-outs.
 
-Cost: one roll-out stores the whole trajectory of every agent (observations and references),
-about 2 MB per agent at T = 200, so the experiment uses a horizon of 50 steps at every N and
-computes the samples in chunks of at most `chunk` roll-outs. Both gradients come from one
-compiled function of (parameters, keys), compiled once per N and shared by every seed and chunk.
-Because the mean is often unresolved, the plain variance tr Var[g] is also fitted against N,
-over every point (`fit_variance`): it shows how the noise itself grows, whatever the signal.
-Writes variance.png (both fits), variance.csv (every point), variance_fit.csv (one row per
-quantity and alpha) and variance.md.
+Cost: a sample is two roll-outs of every agent (the roll-out and its counterfactual twin);
+only agent 0's part of the trajectory is kept. Both gradients come from one compiled function
+of (parameters, keys), compiled once per N and shared by every seed and chunk. Writes
+variance.png, variance.csv (every point), variance_fit.csv (one row per quantity and alpha) and
+variance.md.
 """
 
 from __future__ import annotations
@@ -61,10 +68,12 @@ class Grid:
     horizon: int = 50
     chunk: int = 16
     hidden: int = 64
+    model: str = "aligned"
+    """The analytical model of the guidance gradient (alpha > 0)."""
 
 
 FULL = Grid(rollouts=1024)
-QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=1024, chunk=32)
+QUICK = Grid(n_agents=(2, 5, 10, 20, 50), seeds=1, rollouts=256, chunk=32)
 
 
 def fit_slope(n: np.ndarray, relvar: np.ndarray, level: float = 0.95,
@@ -126,60 +135,45 @@ def signal(samples: np.ndarray) -> dict[str, float | bool]:
             "lower_bound": trace / upper if upper > 0 else math.inf}
 
 
-def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator,
-                       resamples: int = BOOTSTRAP) -> tuple[float, float]:
-    """95 % percentile interval of the relative variance over roll-out resamples."""
-    from dgpg.learners.gradient_stats import relative_variance
-
-    n = samples.shape[0]
-    values = [relative_variance(samples[rng.integers(0, n, n)])["relative_variance"]
-              for _ in range(resamples)]
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 @functools.cache
 def gradient_sampler(config, env, agent: int = 0):
-    """Compiled `(params, value_norm, keys, scenario_key) -> (pg, guidance)`: for each roll-out
-    key, agent `agent`'s plain policy gradient and guidance gradient (flattened, (n, P) each)
-    from the same roll-out, as in `dgpg.learners.gradient_stats.agent_gradient_samples` with
-    alpha = 0 and 1. The parameters are arguments, so one compilation serves every seed."""
-    import jax
-    import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
+    """`dgpg.learners.gradient_stats.agent_gradients`, cached per (config, N)."""
+    from dgpg.learners.gradient_stats import agent_gradients
 
-    from dgpg.analytical import make_model
-    from dgpg.learners.networks import Actor
-    from dgpg.learners.ppo import gae, make_rollout
+    return agent_gradients(config, env, agent)
 
-    rollout = make_rollout(dataclasses.replace(config, algo="dgpg"), env)
-    actor = Actor(config.hidden)
-    model = make_model(config.model, env)
 
-    def one(params, value_norm, key, scenario_key):
-        traj, last_value, _ = rollout(params, value_norm, key, scenario_key)
-        adv, _ = gae(traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda)
-        obs = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.obs)
-        ref = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.reference)
-        actions = traj.actions[:, agent : agent + 1]
+def point(pg: np.ndarray, counterfactual: np.ndarray, guide: np.ndarray, alpha: float,
+          rng: np.random.Generator) -> dict[str, Any]:
+    """The numbers of one (N, seed, alpha) point from the samples (n, P) of one seed."""
+    from dgpg.learners.gradient_stats import relative_variance
 
-        def log_probs(actor_params):
-            return jax.nn.log_softmax(actor.apply(actor_params, obs), axis=-1)
-
-        def pg(actor_params):
-            logp_a = jnp.take_along_axis(log_probs(actor_params), actions[..., None],
-                                         axis=-1)[..., 0]
-            return -jnp.sum(jnp.where(obs.job_mask, adv[:, None, None] * logp_a, 0.0)) \
-                / adv.shape[0]
-
-        def guidance(actor_params):
-            probs = jnp.exp(log_probs(actor_params))
-            return jnp.mean(jax.vmap(model.guidance_loss)(probs, ref))
-
-        flat = [ravel_pytree(jax.grad(f)(params["actor"]))[0] for f in (pg, guidance)]
-        return tuple(flat)
-
-    return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
+    plain = (1.0 - alpha) * pg + alpha * guide
+    resolved_by = (1.0 - alpha) * counterfactual + alpha * guide
+    n = plain.shape[0]
+    variance = float(plain.var(axis=0, ddof=1).sum())
+    sig = signal(resolved_by)
+    upper = max(sig["squared_mean_unbiased"], 0.0) + 2.0 * sig["squared_mean_se"]
+    plain_signal = signal(plain)
+    gap = plain.mean(axis=0) - resolved_by.mean(axis=0)
+    gap_noise = float((plain - resolved_by).var(axis=0, ddof=1).sum()) / n
+    row = {"variance": variance,
+           "counterfactual_variance": float(resolved_by.var(axis=0, ddof=1).sum()),
+           "squared_mean_unbiased": sig["squared_mean_unbiased"],
+           "squared_mean_se": sig["squared_mean_se"], "resolved": sig["resolved"],
+           "relative_variance": variance / max(sig["squared_mean_unbiased"], 1e-300),
+           "lower_bound": variance / upper if upper > 0 else math.inf,
+           "plain_resolved": plain_signal["resolved"],
+           "plain_relative_variance": relative_variance(plain)["relative_variance"],
+           "mean_gap": float(gap @ gap) / gap_noise if gap_noise > 0 else 0.0}
+    values = []
+    for _ in range(BOOTSTRAP):
+        rows = rng.integers(0, n, n)
+        m = resolved_by[rows].mean(axis=0)
+        sq = float(m @ m) - float(resolved_by[rows].var(axis=0, ddof=1).sum()) / n
+        values.append(float(plain[rows].var(axis=0, ddof=1).sum()) / max(sq, 1e-300))
+    row["ci_low"], row["ci_high"] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    return row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,11 +186,12 @@ class GradientSpec:
     horizon: int
     chunk: int
     hidden: int = 64
+    model: str = "aligned"
 
     @property
     def key(self) -> str:
-        return (f"gradvar_n{self.n_agents}_s{self.seed}_r{self.rollouts}_t{self.horizon}"
-                f"_h{self.hidden}")
+        return (f"cfgrad_n{self.n_agents}_s{self.seed}_r{self.rollouts}_t{self.horizon}"
+                f"_h{self.hidden}_{self.model}")
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -205,51 +200,43 @@ class GradientSpec:
             return None
         if not isinstance(data, dict) or data.get("spec") != dataclasses.asdict(self):
             return None
-        if not all("resolved" in r for r in data.get("alphas", {}).values()):
-            return None  # written before resolution was recorded: sample again
         return data
 
     def execute(self, folder: Path) -> dict[str, Any]:
         import jax
 
         from dgpg.envs.cloud import EnvConfig
-        from dgpg.learners.gradient_stats import relative_variance
         from dgpg.learners.ppo import TrainConfig, init_runner
 
         folder.mkdir(parents=True, exist_ok=True)
-        # the fluid model: the stored gradient samples were drawn with it and the task key
-        # names no model
-        config = TrainConfig(algo="dgpg", hidden=self.hidden, model="fluid")
+        config = TrainConfig(algo="dgpg", hidden=self.hidden, model=self.model)
         env = EnvConfig(n_agents=self.n_agents, episode_steps=self.horizon)
         runner = jax.jit(init_runner, static_argnums=(1, 2))(jax.random.key(self.seed), config,
                                                              env)
         sample = gradient_sampler(config, env)
         keys = jax.random.split(jax.random.key(10_000 + self.seed), math.ceil(
             self.rollouts / self.chunk))
-        pgs, guides = [], []
+        parts: list[list[np.ndarray]] = [[], [], []]
         for i, k in enumerate(keys):
             size = min(self.chunk, self.rollouts - i * self.chunk)
-            pg, guide = sample(runner.params, runner.value_norm, jax.random.split(k, size),
-                               jax.random.key(self.seed))
-            pgs.append(np.asarray(pg, np.float64))
-            guides.append(np.asarray(guide, np.float64))
-        pg, guide = np.concatenate(pgs), np.concatenate(guides)
+            out = sample(runner.params, runner.value_norm, jax.random.split(k, size),
+                         jax.random.key(self.seed))
+            for store, x in zip(parts, out, strict=True):
+                store.append(np.asarray(x, np.float64))
+        pg, counterfactual, guide = (np.concatenate(p) for p in parts)
         rng = np.random.default_rng(self.seed)
-        out = {"spec": dataclasses.asdict(self), "parameters": int(pg.shape[1]), "alphas": {}}
-        for a in ALPHAS:
-            g = (1.0 - a) * pg + a * guide
-            r = relative_variance(g) | signal(g)
-            r["ci_low"], r["ci_high"] = bootstrap_interval(g, rng)
-            out["alphas"][f"{a:g}"] = r
-        atomic.write_json(folder / "result.json", out)
-        return out
+        result = {"spec": dataclasses.asdict(self), "parameters": int(pg.shape[1]),
+                  "alphas": {f"{a:g}": point(pg, counterfactual, guide, a, rng)
+                             for a in ALPHAS}}
+        atomic.write_json(folder / "result.json", result)
+        return result
 
     def progress(self, folder: Path) -> tuple[int, int]:
         return 0, 1
 
 
 def tasks(grid: Grid) -> list[GradientSpec]:
-    return [GradientSpec(n, s, grid.rollouts, grid.horizon, grid.chunk, grid.hidden)
+    return [GradientSpec(n, s, grid.rollouts, grid.horizon, grid.chunk, grid.hidden, grid.model)
             for n in grid.n_agents for s in range(grid.seeds)]
 
 
@@ -265,58 +252,40 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 
     rows = []
     for spec in specs:
-        res = report.results[spec.key]
-        for a, r in res["alphas"].items():
+        for a, r in report.results[spec.key]["alphas"].items():
             rows.append({"n_agents": spec.n_agents, "seed": spec.seed, "alpha": float(a),
-                         "rollouts": spec.rollouts, "horizon": spec.horizon,
-                         "relative_variance": r["relative_variance"],
-                         "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                         "resolved": r["resolved"], "lower_bound": r["lower_bound"],
-                         "variance": r["variance"],
-                         "squared_mean_unbiased": r["squared_mean_unbiased"],
-                         "squared_mean_se": r["squared_mean_se"]})
-    fits = [fit_resolved(rows, a) for a in REPORTED]
-    variance_fits = [fit_variance(rows, a) for a in REPORTED]
-
-    _plot(rows, fits, variance_fits, grid, opts.out / "variance.png")
+                         "rollouts": spec.rollouts, "horizon": spec.horizon, **r})
+    fits = {quantity: [fit(rows, a, quantity) for a in REPORTED] for quantity in QUANTITIES}
+    _plot(rows, fits, grid, opts.out / "variance.png")
     common.write_csv(opts.out / "variance.csv", rows)
     common.write_csv(opts.out / "variance_fit.csv",
-                     [{"quantity": "relative_variance"} | f for f in fits]
-                     + [{"quantity": "variance"} | f for f in variance_fits])
-    atomic.write_text(opts.out / "variance.md", markdown(rows, fits, variance_fits, grid))
-    return {"fits": fits, "variance_fits": variance_fits, "rows": rows,
+                     [{"quantity": q} | f for q, per_alpha in fits.items() for f in per_alpha])
+    atomic.write_text(opts.out / "variance.md", markdown(rows, fits, grid))
+    return {"fits": fits["relative_variance"], "variance_fits": fits["variance"],
+            "squared_mean_fits": fits["squared_mean_unbiased"], "rows": rows,
             "seconds": report.seconds}
 
 
-def _fit_points(points: list[dict[str, Any]], quantity: str, found: dict[str, Any]
-                ) -> dict[str, Any]:
-    """`found` plus the slope fit of `quantity` over `points` (NaN where they are too few)."""
+QUANTITIES = ("relative_variance", "variance", "squared_mean_unbiased")
+"""What is fitted against N: the relative variance and its two parts."""
+
+
+def fit(rows: list[dict[str, Any]], alpha: float, quantity: str) -> dict[str, Any]:
+    """The slope fit of `quantity` over the points of one alpha that measure it (every point
+    for the variance, the resolved ones otherwise); NaN where they are too few."""
+    mine = [r for r in rows if r["alpha"] == alpha]
+    used = mine if quantity == "variance" else [r for r in mine if r["resolved"]]
+    found = {"alpha": alpha, "resolved_points": len(used), "points": len(mine)}
     try:
-        fit = fit_slope(np.array([r["n_agents"] for r in points]),
-                        np.array([r[quantity] for r in points]),
-                        groups=np.array([r["seed"] for r in points]))
+        slope = fit_slope(np.array([r["n_agents"] for r in used]),
+                          np.array([r[quantity] for r in used]),
+                          groups=np.array([r["seed"] for r in used]))
     except ValueError:
         nan = float("nan")
         return found | {"slope": nan, "slope_ci": nan, "slope_stderr": nan, "intercept": nan,
                         "r2": nan}
-    fit.pop("points")
-    return found | fit
-
-
-def fit_resolved(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """The slope fit over the resolved points of one alpha; NaN where they are too few."""
-    mine = [r for r in rows if r["alpha"] == alpha and r["resolved"]]
-    return _fit_points(mine, "relative_variance",
-                       {"alpha": alpha, "resolved_points": len(mine),
-                        "points": sum(r["alpha"] == alpha for r in rows)})
-
-
-def fit_variance(rows: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """The slope fit of the plain variance tr Var[g] over every (N, seed) point of one alpha.
-    Unlike the relative variance it needs no resolved mean, so it is measured at every point."""
-    mine = [r for r in rows if r["alpha"] == alpha]
-    return _fit_points(mine, "variance",
-                       {"alpha": alpha, "resolved_points": len(mine), "points": len(mine)})
+    slope.pop("points")
+    return found | slope
 
 
 def _fit_line(ax, fit: dict[str, Any], ns: list[int], color: str) -> None:
@@ -324,57 +293,66 @@ def _fit_line(ax, fit: dict[str, Any], ns: list[int], color: str) -> None:
     if np.isfinite(fit["slope"]):
         x = np.geomspace(min(ns), max(ns), 50)
         ax.plot(x, np.exp(fit["intercept"]) * x ** fit["slope"], color=color, lw=1,
-                label=f"fit: slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
+                label=f"slope {fit['slope']:.2f} ± {fit['slope_ci']:.2f}")
 
 
-def _plot(rows, fits, variance_fits, grid: Grid, path: Path) -> None:
-    fig, (ax, ax_var) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, fit in enumerate(fits):
-        a = fit["alpha"]
+def _label(alpha: float) -> str:
+    return "policy gradient (alpha=0)" if alpha == 0 else f"DG-PG (alpha={alpha:g})"
+
+
+def _plot(rows, fits, grid: Grid, path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    ax, ax_var, ax_mean = axes
+    for i, a in enumerate(REPORTED):
         color = f"C{i}"
-        name = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
-        good = [r for r in rows if r["alpha"] == a and r["resolved"]]
-        bad = [r for r in rows if r["alpha"] == a and not r["resolved"]]
+        mine = [r for r in rows if r["alpha"] == a]
+        good = [r for r in mine if r["resolved"]]
+        bad = [r for r in mine if not r["resolved"]]
         if good:
             mid = np.array([r["relative_variance"] for r in good])
             lo = np.minimum([r["ci_low"] for r in good], mid)
             hi = np.maximum([r["ci_high"] for r in good], mid)
             ax.errorbar([r["n_agents"] for r in good], mid, yerr=[mid - lo, hi - mid], fmt="o",
-                        color=color, capsize=3, label=name)
+                        color=color, capsize=3, label=_label(a))
+            ax_mean.plot([r["n_agents"] for r in good],
+                         [r["squared_mean_unbiased"] for r in good], "o", color=color,
+                         label=_label(a))
         if bad:
             ax.plot([r["n_agents"] for r in bad], [r["lower_bound"] for r in bad], "^",
-                    color=color, mfc="none",
-                    label=f"{name}: not resolved, lower bound")
-        _fit_line(ax, fit, [r["n_agents"] for r in good], color)
-    for i, fit in enumerate(variance_fits):
-        a = fit["alpha"]
-        mine = [r for r in rows if r["alpha"] == a]
-        label = "policy gradient (alpha=0)" if a == 0 else f"DG-PG (alpha={a:g})"
+                    color=color, mfc="none", label=f"{_label(a)}: not resolved, lower bound")
         ax_var.plot([r["n_agents"] for r in mine], [r["variance"] for r in mine], "o",
-                    color=f"C{i}", label=label)
-        _fit_line(ax_var, fit, [r["n_agents"] for r in mine], f"C{i}")
-    for a in (ax, ax_var):
-        common.n_axis(a, [r["n_agents"] for r in rows])
-        a.set_yscale("log")
-        a.legend(fontsize=7)
-    ax.set(xlabel="N (agents)", ylabel="relative variance  tr Var[g] / |E g|^2",
+                    color=color, label=_label(a))
+        for axis, quantity, points in ((ax, "relative_variance", good),
+                                       (ax_var, "variance", mine),
+                                       (ax_mean, "squared_mean_unbiased", good)):
+            if points:
+                _fit_line(axis, fits[quantity][i], [r["n_agents"] for r in points], color)
+    for axis in axes:
+        common.n_axis(axis, [r["n_agents"] for r in rows])
+        axis.set_yscale("log")
+        axis.legend(fontsize=7)
+        axis.set_xlabel("N (agents)")
+    ax.set(ylabel="relative variance  tr Var[g] / |E g|^2",
            title=f"Agent 0's gradient at a fixed policy ({grid.rollouts} roll-outs of "
                  f"{grid.horizon} steps, {grid.seeds} seed(s))")
-    ax_var.set(xlabel="N (agents)", ylabel="variance  tr Var[g]",
-               title="Variance alone (every point; needs no resolved mean)")
-    for a in (ax, ax_var):
-        a.title.set_fontsize(9)
+    ax_var.set(ylabel="variance  tr Var[g]", title="Its numerator: the plain variance")
+    ax_mean.set(ylabel="squared mean  |E g|^2",
+                title="Its denominator: the squared mean (counterfactual samples)")
+    for axis in axes:
+        axis.title.set_fontsize(9)
     common.save(fig, path)
 
 
-def markdown(rows, fits, variance_fits, grid: Grid) -> str:
-    head = (f"Relative variance of agent 0's gradient at a fixed (initial) policy; "
+def markdown(rows, fits, grid: Grid) -> str:
+    head = (f"Agent 0's gradient at a fixed (initial) policy, {grid.model} model; "
             f"{grid.rollouts} roll-outs of {grid.horizon} steps per point, {grid.seeds} "
-            "seed(s) per N. Fit: log(relvar) = a_seed + b log N over the resolved (N, seed) points "
-            "(one intercept per seed; a below is that of the pooled means), "
-            "95 % CI of b from the t distribution. A point is resolved when the unbiased "
-            "estimate of |E g|^2 exceeds twice its standard error; otherwise only a lower "
-            "bound on the relative variance is known (shown as >= bound).\n\n")
+            "seed(s) per N. Relative variance = tr Var[g] of the plain samples / |E g|^2 of "
+            "the counterfactual samples of the same roll-outs (same mean, less noise). Fits: "
+            "log(y) = a_seed + b log N over the (N, seed) points that measure y (one intercept "
+            "per seed; a below is that of the pooled means), 95 % CI of b from the t "
+            "distribution. A point is resolved when the unbiased estimate of |E g|^2 exceeds "
+            "twice its standard error; otherwise only a lower bound on the relative variance "
+            "is known (shown as >= bound).\n\n")
 
     def slope(f):
         if not np.isfinite(f["slope"]):
@@ -383,10 +361,12 @@ def markdown(rows, fits, variance_fits, grid: Grid) -> str:
                 f"[{f['slope'] - f['slope_ci']:.3f}, {f['slope'] + f['slope_ci']:.3f}]",
                 f"{f['intercept']:.3f}", f"{f['r2']:.3f}"]
 
+    names = {"relative_variance": "relative variance", "variance": "variance tr Var[g]",
+             "squared_mean_unbiased": "squared mean |E g|^2"}
     fit_table = common.md_table(
-        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "resolved points"],
-        [[f"{f['alpha']:g}", *slope(f), f"{f['resolved_points']}/{f['points']}"]
-         for f in fits])
+        ["quantity", "alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points used"],
+        [[names[q], f"{f['alpha']:g}", *slope(f), f"{f['resolved_points']}/{f['points']}"]
+         for q in QUANTITIES for f in fits[q]])
 
     def cell(r):
         if not r["resolved"]:
@@ -394,22 +374,27 @@ def markdown(rows, fits, variance_fits, grid: Grid) -> str:
         return f"{r['relative_variance']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
 
     ns = sorted({r["n_agents"] for r in rows})
-    per_n = [[n, *[", ".join(cell(r) for r in rows if r["n_agents"] == n and r["alpha"] == a)
-                   for a in REPORTED]] for n in ns]
+
+    def per_n(render) -> list[list[Any]]:
+        return [[n, *[", ".join(render(r) for r in rows
+                                if r["n_agents"] == n and r["alpha"] == a) for a in REPORTED]]
+                for n in ns]
+
     point_table = common.md_table(
         ["N", *[f"relvar, alpha={a:g} (bootstrap 95 % CI), per seed" for a in REPORTED]],
-        per_n)
-
-    variance_head = ("\nThe variance alone, tr Var[g], is measured at every point (no mean to "
-                     "resolve). Fit: log(tr Var) = a_seed + b log N over every (N, seed) "
-                     "point.\n\n")
-    variance_fit_table = common.md_table(
-        ["alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points"],
-        [[f"{f['alpha']:g}", *slope(f), f"{f['points']}"] for f in variance_fits])
-    per_n_variance = [[n, *[", ".join(f"{r['variance']:.3g}" for r in rows
-                                      if r["n_agents"] == n and r["alpha"] == a)
-                            for a in REPORTED]] for n in ns]
-    variance_table = common.md_table(
-        ["N", *[f"tr Var, alpha={a:g}, per seed" for a in REPORTED]], per_n_variance)
-    return (head + fit_table + "\n" + point_table + variance_head + variance_fit_table + "\n"
-            + variance_table)
+        per_n(cell))
+    parts_table = common.md_table(
+        ["N", *[f"tr Var / \\|E g\\|^2, alpha={a:g}, per seed" for a in REPORTED]],
+        per_n(lambda r: f"{r['variance']:.3g} / {r['squared_mean_unbiased']:.3g}"))
+    check = [r for r in rows if r["alpha"] == 0.0]
+    check_head = (
+        "\nThe estimator's check (alpha = 0): the squared distance between the plain and the "
+        "counterfactual sample means, over its expected value if the means are equal, is "
+        f"{min(r['mean_gap'] for r in check):.2f} to {max(r['mean_gap'] for r in check):.2f} "
+        f"(about 1 when unbiased); the counterfactual samples' variance is "
+        f"{min(r['counterfactual_variance'] / r['variance'] for r in check):.3g} to "
+        f"{max(r['counterfactual_variance'] / r['variance'] for r in check):.3g} times the "
+        f"plain one; the plain samples alone resolve the mean at "
+        f"{sum(r['plain_resolved'] for r in check)} of {len(check)} points.\n\n")
+    return (head + fit_table + "\n" + point_table + "\nThe two parts (plain variance / "
+            "squared mean):\n\n" + parts_table + check_head)

@@ -194,12 +194,10 @@ def actor_logits(actor: Actor, env_config: EnvConfig, rows: int, dense: bool = F
     return lambda params, obs: occupied_logits(actor.apply, params, obs, capacity)
 
 
-def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
-    """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
-    actor, critic = _networks(config)
-    logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
-    model = make_model(config.model, env_config)
-    guided = config.algo == "dgpg"
+def make_value_fn(config: TrainConfig, env_config: EnvConfig):
+    """`value_of(params, state, obs, value_norm)`: the critic's denormalised value, () central
+    or (N,) local."""
+    critic = _networks(config)[1]
 
     def value_of(params, state, obs, value_norm):
         if config.central_critic:
@@ -208,6 +206,17 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
         else:
             v = critic.apply(params["critic"], obs)
         return value_norm.denormalize(v)
+
+    return value_of
+
+
+def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
+    """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
+    actor = _networks(config)[0]
+    logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
+    model = make_model(config.model, env_config)
+    guided = config.algo == "dgpg"
+    value_of = make_value_fn(config, env_config)
 
     def rollout(params, value_norm: ValueNorm, key: jax.Array, scenario_key: jax.Array):
         state = cloud.reset(scenario_key, env_config)
