@@ -33,6 +33,7 @@ from cli_harness import run_cli, snapshot
 
 from dgpg.experiments import ablation, alignment, fig2, fig3, fig4, fig5, nash, sweep, variance
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
+from dgpg.learners.config import TUNED_AT_SCALE
 
 OVERRIDES = overrides_json(train={"update_epochs": 2, "num_minibatches": 2, "hidden": 16},
                            env={"episode_steps": 20})
@@ -258,22 +259,49 @@ def test_fig3_and_fig5_reduced(runs, tmp_path):
                       overrides=OVERRIDES)
     fig3.run(tmp_path / "fig3", grid=grid3, runs=runs, workers=1)
     _files(tmp_path / "fig3", "fig3")
-    grid5 = fig5.Grid(n_agents=(2,), episodes=EPISODES, seeds=1, overrides=OVERRIDES)
+    grid5 = fig5.Grid(n_agents=(2,), episodes=EPISODES, seeds=1, overrides=OVERRIDES,
+                      fluid_agents=(2,))
     result = fig5.run(tmp_path / "fig5", grid=grid5, runs=runs, workers=1)
     _files(tmp_path / "fig5", "fig5")
-    row = result["rows"][0]
-    assert row["n_agents"] == 2 and row["episodes"] == EPISODES
+    assert [(r["n_agents"], r["model"], r["episodes"]) for r in result["rows"]] == [
+        (2, "aligned", EPISODES), (2, "fluid", EPISODES)]
     with (tmp_path / "fig5" / "fig5.csv").open(newline="") as f:
-        assert len(list(csv.DictReader(f))) == EPISODES
+        assert [r["model"] for r in csv.DictReader(f)] == ["aligned"] * EPISODES + [
+            "fluid"] * EPISODES
+    assert "| 2 | fluid |" in (tmp_path / "fig5" / "fig5.md").read_text()
+
+
+def test_fig4_and_fig5_grids_share_runs_and_apply_the_tuning_from_its_n():
+    tuned = overrides_json(train={"learning_rate": 2e-3, "ent_coef": 0.0})
+    grid = fig4.Grid(n_agents=(5, 50), episodes=4, seeds=1, overrides=OVERRIDES,
+                     tuned=(("mappo", tuned),), tuned_from=50)
+    runs = {(s.algo, s.n_agents): s for s in fig4.learner_tasks(grid)}
+    assert runs["mappo", 5].overrides == runs["dgpg", 5].overrides == OVERRIDES
+    assert runs["dgpg", 50].overrides == OVERRIDES  # no tuned pair of its own
+    mappo = runs["mappo", 50].run_config().train_config()
+    assert (mappo.learning_rate, mappo.ent_coef, mappo.update_epochs) == (2e-3, 0.0, 2)
+    # figure 5 trains exactly figure 4's DG-PG runs
+    five = fig5.Grid(**{f.name: getattr(grid, f.name) for f in dataclasses.fields(fig4.Grid)
+                        if f.name not in ("algos", "heuristics", "extra_heuristics")})
+    assert fig5.tasks(five) == [s for s in fig4.learner_tasks(grid) if s.algo == "dgpg"]
+    assert fig5.tasks(fig5.FULL) == [s for s in fig4.learner_tasks(fig4.FULL)
+                                     if s.algo == "dgpg"]
+    # the full grid uses the N = 50 sweep's winners, and the fluid runs keep their keys
+    assert dict(fig4.FULL.tuned) == {a: overrides_json(train=p)
+                                     for a, p in TUNED_AT_SCALE.items()}
+    assert all(s.key.startswith("dgpg_") and s.key.endswith("_s0x3")
+               for s in fig4.fluid_tasks(fig4.FULL))
+    assert fig4.FULL.episodes_at(1500) == 50 and fig4.FULL.episodes_at(10000) == 10
 
 
 def test_fig4_reduced(runs, tmp_path):
     grid = fig4.Grid(n_agents=(2,), episodes=EPISODES, algos=("dgpg",), seeds=1,
-                     heuristics=("best-fit-central",), overrides=OVERRIDES)
+                     heuristics=("best-fit-central",), extra_heuristics=("model-greedy",),
+                     overrides=OVERRIDES, fluid_agents=(2,))
     result = fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
     _files(tmp_path / "fig4", "fig4")
     by_policy = {r["policy"]: r for r in result["rows"]}
-    assert set(by_policy) == {"dgpg", "best-fit-central"}
+    assert set(by_policy) == {"dgpg", "dgpg (fluid)", "best-fit-central", "model-greedy"}
     # the heuristic evaluation is the one training used for its reference line
     summary = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
     assert by_policy["best-fit-central"]["test_return"] == pytest.approx(
@@ -505,3 +533,19 @@ def test_fit_slope_with_seed_intercepts():
     assert pooled["slope_ci"] > 5 * grouped["slope_ci"]
     with pytest.raises(ValueError):  # one point per seed: no within-seed slope
         variance.fit_slope(np.array([2.0, 5.0, 10.0]), np.ones(3), groups=np.array([0, 1, 2]))
+
+
+def test_the_tuned_pairs_at_scale_are_the_committed_sweeps_winners():
+    """TUNED_AT_SCALE (what figure 4 trains with from N = 50) is the best score of each learner
+    in the committed N = 50 sweep (results/tuning/tuning.csv, `dgpg reproduce tuning`)."""
+    table = Path(__file__).resolve().parents[1] / "results" / "tuning" / "tuning.csv"
+    with table.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["n_agents"]) == 50]
+    assert {r["algo"] for r in rows} == set(TUNED_AT_SCALE)
+    for algo, pair in TUNED_AT_SCALE.items():
+        mine = [r for r in rows if r["algo"] == algo]
+        assert len(mine) == 9  # the full 3 x 3 grid
+        winner = max(mine, key=lambda r: float(r["score"]))
+        assert winner["best"] == "True"
+        assert (float(winner["learning_rate"]), float(winner["ent_coef"])) == (
+            pair["learning_rate"], pair["ent_coef"]), algo

@@ -4,12 +4,19 @@ For each N, DG-PG, MAPPO and IPPO are trained with the same budget; each seed's 
 on the validation scenarios is evaluated on the 40 test scenarios (training.py does this and
 stores it in summary.json) and the figure shows the mean over seeds with the 95 % CI over
 scenarios. Every heuristic is evaluated on the same 40 scenarios (one task per N, cached in
-`runs/heuristics_n<N>/result.json` like any run, and in fig4_heuristics.csv).
+`runs/heuristics_n<N>_*/result.json` like any run, and in fig4_heuristics.csv); `model-greedy`
+is a task of its own beside the six older ones.
+
+From N = 50 on, each learner trains with its own best learning rate and entropy coefficient of
+the N = 50 tuning sweep (`dgpg reproduce tuning`, `TUNED_AT_SCALE`); below, with those of the
+N = 10 sweep (`TUNED`). DG-PG with the fluid model (its committed runs, trained before the
+aligned model was the default) is drawn beside DG-PG with the aligned model, dashed.
 
 The y axis is the cost, -return (lower is better), on a log scale: random and round-robin are
 two orders of magnitude worse than the load-aware policies. Full runs go beyond the paper to
-N = 500 and 1500 with a shorter budget there (a training episode costs O(N)).
-Writes fig4.png, fig4.csv (every point), fig4_heuristics.csv and fig4.md.
+N = 500 and 1,500 with a shorter budget there (a training episode costs O(N)), and to
+N = 10,000 with 10 episodes. Writes fig4.png, fig4.csv (every point), fig4_heuristics.csv and
+fig4.md.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
+from dgpg.config import overrides_json, parse_overrides  # noqa: E402
 from dgpg.experiments import common, sweep  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.learners.config import TUNED_AT_SCALE  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
 SCENARIOS = ("test", "validation")
@@ -38,23 +47,49 @@ HEURISTIC_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fi
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    n_agents: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1500)
+    n_agents: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500, 1500, 10000)
     episodes: int = 200
     """Training episodes at N <= large_n."""
     large_n: int = 200
     large_n_episodes: int = 50
-    """Training episodes above large_n (same for every learner)."""
+    """Training episodes above large_n, up to very_large_n (same for every learner)."""
+    very_large_n: int = 1500
+    very_large_n_episodes: int = 10
+    """Training episodes above very_large_n."""
     algos: tuple[str, ...] = LEARNERS
     alpha: float = 0.5
     seeds: int = 3
     heuristics: tuple[str, ...] = HEURISTIC_NAMES
+    extra_heuristics: tuple[str, ...] = ("model-greedy",)
+    """Evaluated as a second task per N, so that the older six keep their cached results."""
     overrides: str = ""
+    tuned_from: int = 50
+    tuned: tuple[tuple[str, str], ...] = ()
+    """(algo, overrides JSON) pairs used at N >= tuned_from on top of `overrides`."""
+    fluid_agents: tuple[int, ...] = ()
+    """N at which DG-PG with the fluid model is drawn beside (with `overrides` only)."""
 
     def episodes_at(self, n: int) -> int:
-        return self.episodes if n <= self.large_n else self.large_n_episodes
+        if n <= self.large_n:
+            return self.episodes
+        return self.large_n_episodes if n <= self.very_large_n else self.very_large_n_episodes
+
+    def overrides_at(self, algo: str, n: int) -> str:
+        """The run's overrides: the grid's, then the algorithm's tuned ones from tuned_from."""
+        tuned = dict(self.tuned).get(algo) if n >= self.tuned_from else None
+        if not tuned:
+            return self.overrides
+        base, extra = parse_overrides(self.overrides), parse_overrides(tuned)
+        return overrides_json(train=base["train"] | extra["train"],
+                              env=base["env"] | extra["env"])
 
 
-FULL = Grid()
+def scale_tuning() -> tuple[tuple[str, str], ...]:
+    """`TUNED_AT_SCALE` as Grid.tuned."""
+    return tuple((algo, overrides_json(train=pair)) for algo, pair in TUNED_AT_SCALE.items())
+
+
+FULL = Grid(tuned=scale_tuning(), fluid_agents=(5, 10, 20, 50, 100, 200, 500, 1500))
 QUICK = Grid(n_agents=(5, 20), episodes=15, seeds=1)
 
 
@@ -113,11 +148,22 @@ class HeuristicSpec:
         return 0, 1
 
 
+def learner_tasks(grid: Grid) -> list[RunSpec]:
+    return [RunSpec(algo, n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
+                    overrides=grid.overrides_at(algo, n))
+            for n in grid.n_agents for algo in grid.algos]
+
+
+def fluid_tasks(grid: Grid) -> list[RunSpec]:
+    return [RunSpec("dgpg", n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
+                    overrides=grid.overrides, model="fluid")
+            for n in grid.n_agents if n in grid.fluid_agents]
+
+
 def tasks(grid: Grid) -> tuple[list[RunSpec], list[HeuristicSpec]]:
-    runs = [RunSpec(algo, n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
-                    overrides=grid.overrides) for n in grid.n_agents for algo in grid.algos]
-    heuristics = [HeuristicSpec(n, grid.heuristics, grid.overrides) for n in grid.n_agents]
-    return runs, heuristics
+    heuristics = [HeuristicSpec(n, names, grid.overrides) for n in grid.n_agents
+                  for names in (grid.heuristics, grid.extra_heuristics) if names]
+    return [*learner_tasks(grid), *fluid_tasks(grid)], heuristics
 
 
 def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
@@ -133,7 +179,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     rows = []
     for spec in run_specs:
         s = report.results[spec.key]
-        rows.append({"policy": spec.algo, "kind": "learner", "n_agents": spec.n_agents,
+        name = spec.algo if spec.model != "fluid" else "dgpg (fluid)"
+        rows.append({"policy": name, "kind": "learner", "n_agents": spec.n_agents,
                      "episodes": spec.episodes, "seeds": spec.seeds,
                      "test_return": s["test_return"], "test_return_ci": s["test_return_ci"],
                      "per_seed": json.dumps([p["test_return"] for p in s["per_seed"]])})
@@ -168,6 +215,9 @@ def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
         style = {"lw": 2, "marker": "o"} if learner else {"lw": 1, "marker": ".", "ls": ":"}
         if name == "best-fit-central":
             style = {"lw": 1.5, "ls": "--", "color": "k", "marker": "."}
+        if name == "dgpg (fluid)":  # beside the aligned DG-PG, in its colour
+            style = {"lw": 1.5, "ls": "--", "marker": "s", "mfc": "none",
+                     "color": f"C{policies.index('dgpg')}" if "dgpg" in policies else "C9"}
         ax.errorbar(n, cost, yerr=ci, capsize=3, label=name,
                     **({"color": f"C{i}"} | style))
     common.n_axis(ax, [r["n_agents"] for r in rows])
@@ -183,9 +233,14 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     by = {(r["policy"], r["n_agents"]): r for r in rows}
     episodes = ", ".join(f"N={n}: {grid.episodes_at(n)}" for n in ns)
+    tuned = (f" From N = {grid.tuned_from} on, each learner's learning rate and entropy "
+             "coefficient are its best of the N = 50 tuning sweep: "
+             + "; ".join(f"{a} {o}" for a, o in grid.tuned) + "." if grid.tuned else "")
+    fluid = (" dgpg (fluid) = DG-PG with the fluid model, the default before the aligned one, "
+             "with the shared defaults at every N." if grid.fluid_agents else "")
     head = (f"Test return (mean ± 95 % CI over the 40 test scenarios; higher is better). "
             f"Learners: best-on-validation checkpoint, mean of {grid.seeds} seed(s); training "
-            f"episodes {episodes}.\n\n")
+            f"episodes {episodes}.{tuned}{fluid}\n\n")
     table = common.md_table(
         ["policy", *[f"N={n}" for n in ns]],
         [[p, *[common.pm(by[p, n]["test_return"], by[p, n]["test_return_ci"])

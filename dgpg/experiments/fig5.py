@@ -24,27 +24,22 @@ from dgpg.training import CONVERGENCE_TOLERANCE  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
-class Grid:
-    n_agents: tuple[int, ...] = fig4.FULL.n_agents
-    episodes: int = fig4.FULL.episodes
-    large_n: int = fig4.FULL.large_n
-    large_n_episodes: int = fig4.FULL.large_n_episodes
-    alpha: float = 0.5
-    seeds: int = 3
-    overrides: str = ""
+class Grid(fig4.Grid):
+    """Figure 4's grid, DG-PG alone (so that equal runs are shared)."""
 
-    def episodes_at(self, n: int) -> int:
-        return self.episodes if n <= self.large_n else self.large_n_episodes
+    algos: tuple[str, ...] = ("dgpg",)
+    heuristics: tuple[str, ...] = ()
+    extra_heuristics: tuple[str, ...] = ()
 
 
-FULL = Grid()
+FULL = Grid(**{f.name: getattr(fig4.FULL, f.name) for f in dataclasses.fields(fig4.Grid)
+               if f.name not in ("algos", "heuristics", "extra_heuristics")})
 QUICK = Grid(n_agents=(*fig4.QUICK.n_agents, 50), episodes=fig4.QUICK.episodes, seeds=1)
 """fig4's quick runs (shared under `reproduce all`) and N = 50, a decade of N in minutes."""
 
 
 def tasks(grid: Grid) -> list[RunSpec]:
-    return [RunSpec("dgpg", n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
-                    overrides=grid.overrides) for n in grid.n_agents]
+    return fig4.learner_tasks(grid)
 
 
 def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
@@ -56,38 +51,47 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     specs = tasks(grid)
     report = common.run_tasks(specs, opts)
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fluid = fig4.fluid_tasks(grid)
+    fluid_report = common.run_tasks(fluid, opts) if fluid else None
+    fig, axes = plt.subplots(1, 2 if fluid else 1, figsize=(13 if fluid else 7.5, 4.5),
+                             squeeze=False, sharey=True)
     curve_rows, rows = [], []
-    for i, spec in enumerate(specs):
-        summary = report.results[spec.key]
-        values = common.val_curves(common.run_folder(opts, spec))
-        scale = 1.0 / abs(summary["bestfit_central_val_return"])
-        common.plot_band(ax, values, f"N={spec.n_agents}", f"C{i}", scale=scale)
-        curve_rows += [dict(r, normalised_mean=r["mean"] * scale)
-                       for r in common.curve_rows(values, n_agents=spec.n_agents)]
-        rows.append(common.run_row(spec, summary, values))
-    ax.axhline(-1.0, color="k", ls="--", lw=1, label="best-fit-central")
-    ax.axhline(-1.0 - CONVERGENCE_TOLERANCE, color="k", ls=":", lw=1,
-               label="converged (within 10 %)")
-    ax.set(xlabel="episode", ylabel="validation return / |best-fit-central|",
-           title="DG-PG convergence across N")
+    panels = [("aligned", specs, report)] + ([("fluid", fluid, fluid_report)] if fluid else [])
+    colours = {n: f"C{i}" for i, n in enumerate(grid.n_agents)}
+    for ax, (model, panel_specs, panel_report) in zip(axes[0], panels, strict=True):
+        for spec in panel_specs:
+            summary = panel_report.results[spec.key]
+            values = common.val_curves(common.run_folder(opts, spec))
+            scale = 1.0 / abs(summary["bestfit_central_val_return"])
+            common.plot_band(ax, values, f"N={spec.n_agents}", colours[spec.n_agents],
+                             scale=scale)
+            curve_rows += [dict(r, normalised_mean=r["mean"] * scale)
+                           for r in common.curve_rows(values, n_agents=spec.n_agents,
+                                                      model=model)]
+            rows.append(common.run_row(spec, summary, values) | {"model": model})
+        ax.axhline(-1.0, color="k", ls="--", lw=1, label="best-fit-central")
+        ax.axhline(-1.0 - CONVERGENCE_TOLERANCE, color="k", ls=":", lw=1,
+                   label="converged (within 10 %)")
+        ax.set(xlabel="episode", title=f"DG-PG convergence across N, {model} model")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel("validation return / |best-fit-central|")
     shown = [r["normalised_mean"] for r in curve_rows]
-    ax.set_ylim(max(1.1 * min(*shown, -1.0 - CONVERGENCE_TOLERANCE), -5.0),
-                min(max(*shown, -1.0) + 0.2, 0.0))
-    ax.legend(fontsize=8, ncol=2)
+    axes[0][0].set_ylim(max(1.1 * min(*shown, -1.0 - CONVERGENCE_TOLERANCE), -5.0),
+                        min(max(*shown, -1.0) + 0.2, 0.0))
     common.write_outputs(opts.out, "fig5", fig, curve_rows, rows, markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
 
 
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
-    head = (f"DG-PG (alpha={grid.alpha:g}), {grid.seeds} seed(s) per N. Converge = episodes "
+    head = (f"DG-PG (alpha={grid.alpha:g}), {grid.seeds} seed(s) per N; the runs of figure 4 "
+            "(fluid: the fluid model's runs, drawn beside). Converge = episodes "
             "until the 5-episode rolling mean of the greedy validation return (mean over "
             "seeds) stays within 10 % of best-fit-central; per seed in brackets. First within "
             "10 % = the first episode whose return is within 10 %, whether or not it stays.\n\n")
     table = common.md_table(
-        ["N", "episodes", "converge", "per seed", "first within 10 %", "final val return",
+        ["N", "model", "episodes", "converge", "per seed", "first within 10 %", "final val return",
          "best-fit-central val", "test return", "best-fit-central test"],
-        [[r["n_agents"], r["episodes"], common.fmt(r["episodes_to_converge"]),
+        [[r["n_agents"], r["model"], r["episodes"], common.fmt(r["episodes_to_converge"]),
           r["episodes_to_converge_per_seed"].replace("null", "-"),
           common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),

@@ -24,6 +24,14 @@ TUNED = {
 same 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds; results/tuning/tuning.md). Every other
 hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's."""
 
+TUNED_AT_SCALE = {
+    "dgpg": {"learning_rate": 3e-3, "ent_coef": 0.003},
+    "mappo": {"learning_rate": 1e-3, "ent_coef": 0.003},
+    "ippo": {"learning_rate": 3e-3, "ent_coef": 0.0},
+}
+"""The same for N = 50 (100 episodes, 2 seeds; `dgpg reproduce tuning`, results/tuning): what
+figure 4 trains with from N = 50 on."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
