@@ -362,7 +362,7 @@ def markdown(rows, fits, grid: Grid) -> str:
                 f"{f['intercept']:.3f}", f"{f['r2']:.3f}"]
 
     names = {"relative_variance": "relative variance", "variance": "variance tr Var[g]",
-             "squared_mean_unbiased": "squared mean |E g|^2"}
+             "squared_mean_unbiased": "squared mean \\|E g\\|^2"}
     fit_table = common.md_table(
         ["quantity", "alpha", "slope b", "95 % CI of b", "intercept a", "r^2", "points used"],
         [[names[q], f"{f['alpha']:g}", *slope(f), f"{f['resolved_points']}/{f['points']}"]
