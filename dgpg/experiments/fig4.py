@@ -9,7 +9,7 @@ is a task of its own beside the six older ones.
 
 From N = 50 on, each learner trains with its own best learning rate and entropy coefficient of
 the N = 50 tuning sweep (`dgpg reproduce tuning`, `TUNED_AT_SCALE`); below, with those of the
-N = 10 sweep (`TUNED`). DG-PG with the fluid model (its committed runs, trained before the
+first N = 10 sweep (`TUNED`). DG-PG with the fluid model (its committed runs, trained before the
 aligned model was the default) is drawn beside DG-PG with the aligned model, dashed.
 
 The y axis is the cost, -return (lower is better), on a log scale: random and round-robin are
@@ -237,7 +237,7 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
              "coefficient are its best of the N = 50 tuning sweep: "
              + "; ".join(f"{a} {o}" for a, o in grid.tuned) + "." if grid.tuned else "")
     fluid = (" dgpg (fluid) = DG-PG with the fluid model, the default before the aligned one, "
-             "with the shared defaults at every N." if grid.fluid_agents else "")
+             "with DG-PG's N = 10 pair (`TUNED`) at every N." if grid.fluid_agents else "")
     head = (f"Test return (mean ± 95 % CI over the 40 test scenarios; higher is better). "
             f"Learners: best-on-validation checkpoint, mean of {grid.seeds} seed(s); training "
             f"episodes {episodes}.{tuned}{fluid}\n\n")

@@ -21,7 +21,9 @@ TUNED = {
     "ippo": {"learning_rate": 1e-3, "ent_coef": 0.01},
 }
 """Learning rate and entropy coefficient of each algorithm: the best validation return of the
-same 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds; results/tuning/tuning.md). Every other
+first 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds, scored on the last episode alone).
+`dgpg reproduce tuning` runs that grid again with a 5-episode score and picks other pairs
+(results/tuning/tuning.md); every run below N = 50 was trained with these. Every other
 hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's."""
 
 TUNED_AT_SCALE = {
