@@ -28,7 +28,7 @@ def _other_value(key: str, value):
     """A valid value of `key` other than its default."""
     special = {"run.algo": "ippo", "run.model": "fluid", "run.alpha": 0.25,
                "train.gamma": 0.95, "train.gae_lambda": 0.9, "env.tide_amplitude": 0.4,
-               "env.warm_utilisation": 0.5, "env.tide_noise": 0.05}
+               "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp"}
     if key in special:
         return special[key]
     if isinstance(value, int):

@@ -15,6 +15,11 @@ DEFAULT_MODEL = "aligned"
 
 ALGORITHMS = ("dgpg", "mappo", "ippo")
 
+ACTOR_NAMES = ("scorer", "scorer-raw", "mlp")
+"""The actors `dgpg.learners.networks.make_actor` builds: the pair scorer (default), the same
+scorer without the derived after-placement features, and an MLP over the flattened local
+observation."""
+
 TUNED = {
     "dgpg": {"learning_rate": 1e-3, "ent_coef": 0.003},
     "mappo": {"learning_rate": 3e-3, "ent_coef": 0.01},
@@ -68,12 +73,17 @@ class TrainConfig:
     """Global gradient-norm clip."""
     hidden: int = 64
     """Width of every hidden layer."""
+    actor: str = "scorer"
+    """The actor network (ACTOR_NAMES), the same for every algorithm in a comparison."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGORITHMS)}")
         if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.actor not in ACTOR_NAMES:
+            known = ", ".join(ACTOR_NAMES)
+            raise ValueError(f"actor must be one of {known}, got {self.actor!r:.40}")
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODEL_NAMES)}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",

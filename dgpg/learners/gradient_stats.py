@@ -38,7 +38,7 @@ from jax.flatten_util import ravel_pytree
 from dgpg.analytical import make_model
 from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig, Observation
-from dgpg.learners.networks import Actor
+from dgpg.learners.networks import make_actor
 from dgpg.learners.ppo import (
     Runner,
     TrainConfig,
@@ -65,7 +65,7 @@ def agent_gradient_samples(
         raise ValueError(f"agent must be in [0, {env_config.n_agents}), got {agent}")
     guided = dataclasses.replace(config, algo="dgpg", alpha=float(alpha))
     rollout = make_rollout(guided, env_config)
-    actor = Actor(config.hidden)
+    actor = make_actor(config)
     model = make_model(config.model, env_config)
     scenario_key = jax.random.key(scenario_seed)
 
@@ -143,7 +143,7 @@ def make_split_rollout(config: TrainConfig, env_config: EnvConfig, agent: int = 
     differ only through the agent's own choices and what those change downstream."""
     if not 0 <= agent < env_config.n_agents:
         raise ValueError(f"agent must be in [0, {env_config.n_agents}), got {agent}")
-    actor = Actor(config.hidden)
+    actor = make_actor(config)
     logits_of = actor_logits(actor, env_config, env_config.n_agents)
     value_of = make_value_fn(config, env_config)
     model = make_model(config.model, env_config)
@@ -187,7 +187,7 @@ def agent_gradients(config: TrainConfig, env_config: EnvConfig, agent: int = 0):
     roll-out (and its counterfactual twin). Compiled once; the parameters are arguments."""
     factual = make_split_rollout(config, env_config, agent, with_reference=True)
     twin = make_split_rollout(config, env_config, agent, with_reference=False)
-    actor = Actor(config.hidden)
+    actor = make_actor(config)
     model = make_model(config.model, env_config)
 
     def one(params, value_norm, key, scenario_key):

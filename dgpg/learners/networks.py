@@ -1,12 +1,16 @@
 """Networks shared by DG-PG, MAPPO and IPPO (DESIGN section 5).
 
-The actor is one scorer MLP applied to every (job, candidate, context) triple, followed by a
-softmax over the K candidates, so its size does not depend on N. The centralised critic embeds
+The default actor is one scorer MLP applied to every (job, candidate, context) triple, followed
+by a softmax over the K candidates; `scorer-raw` is the same without the derived after-placement
+features, and `mlp` maps an agent's flattened local observation to J x K logits. No actor's size
+depends on N. The centralised critic embeds
 every server, pools the embeddings (cost linear in M) and adds the context; the local critic
 does the same over one agent's candidates and jobs.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -15,11 +19,12 @@ import jax.numpy as jnp
 from dgpg.envs.cloud import Observation
 
 
-def pair_features(obs: Observation) -> jax.Array:
+def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
     """Features of every (agent, job, candidate) triple, shape (..., N, J, K, F).
 
-    Besides the raw candidate, job and context features it includes the candidate's CPU and
-    memory utilisation after placing the job, computed from the same observation.
+    Besides the raw candidate, job and context features it includes, when `derived`, the
+    candidate's CPU and memory utilisation after placing the job, computed from the same
+    observation.
     """
     cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
     job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
@@ -30,29 +35,61 @@ def pair_features(obs: Observation) -> jax.Array:
     cpu_after = cand[..., 0] + job[..., 2] * 32.0 / capacity
     mem_after = cand[..., 1] + job[..., 3] * 96.0 / jnp.maximum(cand[..., 4] * 192.0, 1e-3)
     shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
-    return jnp.concatenate(
-        [
-            jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
-            jnp.broadcast_to(job, (*shape, job.shape[-1])),
-            jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
-            cpu_after[..., None],
-            mem_after[..., None],
-        ],
-        axis=-1,
-    )
+    parts = [
+        jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
+        jnp.broadcast_to(job, (*shape, job.shape[-1])),
+        jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
+    ]
+    if derived:
+        parts += [cpu_after[..., None], mem_after[..., None]]
+    return jnp.concatenate(parts, axis=-1)
 
 
 class Actor(nn.Module):
-    """Scorer MLP over (job, candidate, context) -> logits over candidates, (..., N, J, K)."""
+    """Scorer MLP over (job, candidate, context) -> logits over candidates, (..., N, J, K).
+
+    `derived=False` is the `scorer-raw` actor: only the features the observation holds."""
 
     hidden: int = 64
+    derived: bool = True
+    per_slot: ClassVar[bool] = True
+    """Each slot's logits depend on that slot's job alone (`compaction` relies on this)."""
 
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
-        x = pair_features(obs)
+        x = pair_features(obs, self.derived)
         x = nn.tanh(nn.Dense(self.hidden)(x))
         x = nn.tanh(nn.Dense(self.hidden)(x))
         return nn.Dense(1, kernel_init=nn.initializers.orthogonal(0.01))(x)[..., 0]
+
+
+class MLPActor(nn.Module):
+    """MLP over one agent's flattened local observation (candidates, jobs, context; the
+    PettingZoo observation) -> logits (..., N, J, K). A slot's logits depend on every job
+    the agent holds, so it is applied densely, on every slot."""
+
+    hidden: int = 64
+    per_slot: ClassVar[bool] = False
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> jax.Array:
+        *lead, K, Fc = obs.candidates.shape
+        J, Fj = obs.jobs.shape[-2:]
+        x = jnp.concatenate(
+            [obs.candidates.reshape(*lead, K * Fc), obs.jobs.reshape(*lead, J * Fj), obs.context],
+            axis=-1,
+        )
+        x = nn.tanh(nn.Dense(self.hidden)(x))
+        x = nn.tanh(nn.Dense(self.hidden)(x))
+        logits = nn.Dense(J * K, kernel_init=nn.initializers.orthogonal(0.01))(x)
+        return logits.reshape(*lead, J, K)
+
+
+def make_actor(config) -> nn.Module:
+    """The actor `config.actor` names (a `TrainConfig`), of width `config.hidden`."""
+    if config.actor == "mlp":
+        return MLPActor(config.hidden)
+    return Actor(config.hidden, derived=config.actor != "scorer-raw")
 
 
 class CentralCritic(nn.Module):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -26,12 +27,13 @@ from dgpg.envs import cloud
 from dgpg.envs.cloud import EnvConfig, Observation
 from dgpg.learners.compaction import occupied_logits, slot_capacity
 from dgpg.learners.config import (  # noqa: F401 (re-exported)
+    ACTOR_NAMES,
     ALGORITHMS,
     DEFAULT_MODEL,
     TUNED,
     TrainConfig,
 )
-from dgpg.learners.networks import Actor, CentralCritic, LocalCritic
+from dgpg.learners.networks import CentralCritic, LocalCritic, make_actor
 
 # --------------------------------------------------------------------------- state
 
@@ -93,7 +95,7 @@ class Trajectory:
 
 def _networks(config: TrainConfig):
     critic = CentralCritic(config.hidden) if config.central_critic else LocalCritic(config.hidden)
-    return Actor(config.hidden), critic
+    return make_actor(config), critic
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -184,11 +186,12 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- rollout
 
 
-def actor_logits(actor: Actor, env_config: EnvConfig, rows: int, dense: bool = False):
+def actor_logits(actor: nn.Module, env_config: EnvConfig, rows: int, dense: bool = False):
     """`logits(actor_params, obs) -> (..., J, K)` for observations of `rows` agent-steps: the
     actor on the occupied job slots only (`dgpg.learners.compaction`), or on every slot with
-    `dense=True` (the same logits on occupied slots; for tests and benchmarks)."""
-    if dense:
+    `dense=True` (the same logits on occupied slots; for tests and benchmarks). An actor whose
+    slots depend on each other (`mlp`) is always applied densely."""
+    if dense or not actor.per_slot:
         return actor.apply
     capacity = slot_capacity(rows, env_config)
     return lambda params, obs: occupied_logits(actor.apply, params, obs, capacity)
@@ -381,7 +384,7 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
 def make_policy(config: TrainConfig, actor_params, greedy: bool = True, dense: bool = False):
     """A `Policy` (key, state, env_config) -> actions from actor parameters, for evaluation.
     Actions of empty job slots are arbitrary (the environment ignores them)."""
-    actor = Actor(config.hidden)
+    actor = make_actor(config)
 
     def policy(key, state, env_config):
         logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)

@@ -1,0 +1,113 @@
+"""The three actors (`--set train.actor=...`): output shape, masking, size independent of N,
+and one training episode of each."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dgpg.config import ConfigError, RunConfig, differences, parse_set, resolve
+from dgpg.envs import cloud
+from dgpg.envs.cloud import Observation
+from dgpg.learners.compaction import occupied_logits
+from dgpg.learners.config import ACTOR_NAMES
+from dgpg.learners.networks import MLPActor, make_actor, pair_features
+from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
+
+K, J = 8, 8
+
+
+def random_obs(key, lead, p_job=0.5):
+    kc, kj, kx, km = jax.random.split(key, 4)
+    return Observation(
+        candidates=jax.random.uniform(kc, (*lead, K, cloud.N_CANDIDATE_FEATURES)),
+        jobs=jax.random.uniform(kj, (*lead, J, cloud.N_JOB_FEATURES)),
+        context=jax.random.uniform(kx, (*lead, cloud.N_CONTEXT_FEATURES)),
+        job_mask=jax.random.uniform(km, (*lead, J)) < p_job,
+    )
+
+
+def n_params(params) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("name", ACTOR_NAMES)
+def test_logits_shape_and_size_do_not_depend_on_n(name):
+    actor = make_actor(TrainConfig(actor=name, hidden=16))
+    sizes = []
+    for n in (3, 40):
+        obs = random_obs(jax.random.key(n), (n,))
+        params = actor.init(jax.random.key(0), obs)
+        logits = actor.apply(params, obs)
+        assert logits.shape == (n, J, K)
+        assert np.all(np.isfinite(np.asarray(logits)))
+        sizes.append(n_params(params))
+    assert sizes[0] == sizes[1]
+    # time x agents leading axes work too
+    obs = random_obs(jax.random.key(5), (2, 3))
+    assert actor.apply(actor.init(jax.random.key(0), obs), obs).shape == (2, 3, J, K)
+
+
+def test_scorer_raw_sees_no_after_placement_features():
+    obs = random_obs(jax.random.key(0), (4,))
+    full, raw = pair_features(obs), pair_features(obs, derived=False)
+    assert full.shape[-1] == raw.shape[-1] + 2
+    np.testing.assert_array_equal(np.asarray(full[..., :-2]), np.asarray(raw))
+    raw_actor = make_actor(TrainConfig(actor="scorer-raw", hidden=16))
+    first = raw_actor.init(jax.random.key(0), obs)["params"]["Dense_0"]["kernel"]
+    assert first.shape[0] == raw.shape[-1]
+
+
+def test_mlp_reads_the_flattened_observation():
+    """Changing one agent's second job changes that agent's logits in every slot (it is not a
+    per-slot scorer) and no other agent's."""
+    actor = make_actor(TrainConfig(actor="mlp", hidden=16))
+    assert isinstance(actor, MLPActor) and not actor.per_slot
+    obs = random_obs(jax.random.key(1), (3,))
+    params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
+    base = np.asarray(actor.apply(params, obs))
+    moved = Observation(obs.candidates, obs.jobs.at[0, 1].add(1.0), obs.context, obs.job_mask)
+    after = np.asarray(actor.apply(params, moved))
+    assert np.all(np.abs(after[0, 0] - base[0, 0]) > 0)
+    np.testing.assert_array_equal(after[1:], base[1:])
+
+
+@pytest.mark.parametrize("name", ["scorer", "scorer-raw"])
+def test_per_slot_scorers_compact_exactly(name):
+    actor = make_actor(TrainConfig(actor=name, hidden=16))
+    obs = random_obs(jax.random.key(2), (20,), 0.3)
+    params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
+    mask = np.asarray(obs.job_mask)
+    dense = np.asarray(actor.apply(params, obs))[mask]
+    comp = np.asarray(occupied_logits(actor.apply, params, obs, 16))[mask]
+    np.testing.assert_allclose(comp, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ACTOR_NAMES)
+def test_one_training_episode_of_each_actor(name):
+    config = TrainConfig(algo="dgpg", actor=name, hidden=16)
+    env_config = cloud.EnvConfig(n_agents=4, episode_steps=20)
+    runner = init_runner(jax.random.key(0), config, env_config)
+    before = jax.tree.leaves(runner.params["actor"])
+    runner, metrics = jax.jit(make_train_episode(config, env_config))(runner)
+    after = jax.tree.leaves(runner.params["actor"])
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in after)
+    changed = [not np.array_equal(a, b) for a, b in zip(after, before, strict=True)]
+    assert any(changed)
+    assert np.isfinite(float(jnp.mean(metrics["return"])))
+
+
+def test_unknown_actor_is_one_line_error():
+    message = "actor must be one of scorer, scorer-raw, mlp, got 'cnn'$"
+    with pytest.raises(ValueError, match="^" + message):
+        TrainConfig(actor="cnn")
+    base = RunConfig(algo="mappo", n_agents=5, episodes=3)
+    run = resolve(base, parse_set(["train.actor=mlp"]))
+    assert run.train_config().actor == "mlp"
+    # what `dgpg train --resume` refuses, naming the field, when a run of one actor is asked
+    # to continue with another
+    assert differences(base, run) == [("train.actor", "scorer", "mlp")]
+    with pytest.raises(ConfigError, match="^train." + message):
+        resolve(RunConfig(algo="dgpg", n_agents=5, episodes=3), parse_set(["train.actor=cnn"]))
