@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from observations import J, K, random_obs
 
 from dgpg.config import ConfigError, RunConfig, differences, parse_set, resolve
 from dgpg.envs import cloud
@@ -15,18 +16,6 @@ from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import ACTOR_NAMES
 from dgpg.learners.networks import MLPActor, make_actor, pair_features
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
-
-K, J = 8, 8
-
-
-def random_obs(key, lead, p_job=0.5):
-    kc, kj, kx, km = jax.random.split(key, 4)
-    return Observation(
-        candidates=jax.random.uniform(kc, (*lead, K, cloud.N_CANDIDATE_FEATURES)),
-        jobs=jax.random.uniform(kj, (*lead, J, cloud.N_JOB_FEATURES)),
-        context=jax.random.uniform(kx, (*lead, cloud.N_CONTEXT_FEATURES)),
-        job_mask=jax.random.uniform(km, (*lead, J)) < p_job,
-    )
 
 
 def n_params(params) -> int:

@@ -7,26 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from observations import J, K, random_obs
 
 from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, Observation
+from dgpg.envs.cloud import EnvConfig
 from dgpg.envs.workload import sample_arrival_counts
 from dgpg.learners.compaction import occupied_logits, slot_capacity
 from dgpg.learners.networks import Actor
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
-
-K, J = 8, 8
-
-
-def random_obs(key, lead, p_job):
-    """Random observation arrays with leading axes `lead` and a random job mask."""
-    kc, kj, kx, km = jax.random.split(key, 4)
-    return Observation(
-        candidates=jax.random.uniform(kc, (*lead, K, cloud.N_CANDIDATE_FEATURES)),
-        jobs=jax.random.uniform(kj, (*lead, J, cloud.N_JOB_FEATURES)),
-        context=jax.random.uniform(kx, (*lead, cloud.N_CONTEXT_FEATURES)),
-        job_mask=jax.random.uniform(km, (*lead, J)) < p_job,
-    )
 
 
 @pytest.fixture(scope="module")
