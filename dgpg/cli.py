@@ -118,8 +118,9 @@ def _compilation_cache() -> None:
 
 
 def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict,
-                  sets: list[str]):
-    """The run's configuration from its layers (see dgpg.config), checked against `out`."""
+                  sets: list[str], train_flags: dict | None = None):
+    """The run's configuration from its layers (see dgpg.config), checked against `out`;
+    `flags` are run fields, `train_flags` TrainConfig fields given as options."""
     from dgpg.config import (
         DEFAULT_RUN,
         ConfigError,
@@ -133,7 +134,8 @@ def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict
 
     try:
         layers = [read_file(config_file)] if config_file is not None else []
-        layers.append({"run": {k: v for k, v in flags.items() if v is not None}})
+        layers.append({"run": {k: v for k, v in flags.items() if v is not None},
+                       "train": dict(train_flags or {})})
         layers.append(parse_set(sets))
         base = saved_config(out) if resume else DEFAULT_RUN
         run = resolve(base, *layers)
@@ -182,6 +184,11 @@ def train(
         str | None, typer.Option("--model", help="DG-PG's analytical model: aligned (default), "
                                  "aligned-state, aligned-step or fluid; MAPPO and IPPO use none.")
     ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="The actor network, the same for every "
+                                 "algorithm: scorer (default), scorer-raw or mlp "
+                                 "(train.actor).")
+    ] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="TOML or JSON file with [run], [train] and "
                                   "[env] tables (a run's config.json works too).")
@@ -223,7 +230,8 @@ def train(
             raise CLIError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'")
     flags = {"algo": algo, "n_agents": agents, "episodes": episodes, "seed": seed,
              "seeds": seeds, "alpha": alpha, "model": model}
-    run = _train_config(out, resume, config_file, flags, set_ or [])
+    train_flags = {"actor": actor} if actor is not None else {}
+    run = _train_config(out, resume, config_file, flags, set_ or [], train_flags)
     out = _output_dir(out)
 
     _compilation_cache()
@@ -290,9 +298,10 @@ def _note(text: str) -> None:
     err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _checkpoint_policies(path: Path):
+def _checkpoint_policies(path: Path, actor: str | None = None):
     """(greedy policies of every seed stored in a checkpoint, named after the checkpoint; the
-    environment configuration the checkpoint was trained on)."""
+    environment configuration the checkpoint was trained on). `actor`, when given, must be the
+    checkpoint's."""
     import jax
 
     from dgpg.checkpoint import CheckpointError
@@ -301,14 +310,17 @@ def _checkpoint_policies(path: Path):
     from dgpg.training import load_actor
 
     try:
-        tcfg, actor, meta = load_actor(path)
+        tcfg, params, meta = load_actor(path)
         run = RunConfig.from_dict(meta["config"]["run"])
     except (CheckpointError, ConfigError) as e:
         raise CLIError(str(e)) from None
-    n_seeds = jax.tree.leaves(actor)[0].shape[0]
+    if actor is not None and actor != tcfg.actor:
+        raise CLIError(f"--actor {actor} contradicts the checkpoint, whose actor is "
+                       f"{tcfg.actor}; leave --actor out")
+    n_seeds = jax.tree.leaves(params)[0].shape[0]
     policies = {
         f"{run.algo} (seed {run.seed + i})": make_policy(
-            tcfg, jax.tree.map(lambda x, i=i: x[i], actor), greedy=True)
+            tcfg, jax.tree.map(lambda x, i=i: x[i], params), greedy=True)
         for i in range(n_seeds)
     }
     return policies, run.env_config()
@@ -383,6 +395,10 @@ def evaluate(
         typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt); "
                      "evaluated on the environment it was trained on."),
     ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="The actor the checkpoint must hold (scorer, "
+                                 "scorer-raw or mlp); refused if it holds another.")
+    ] = None,
     scenarios: Annotated[
         int, typer.Option("--scenarios", min=1, max=40, help="Test scenarios (seeds 10000+).")
     ] = 40,
@@ -401,6 +417,13 @@ def evaluate(
             raise CLIError(f"unknown policy {name!r:.40}; known: {', '.join(POLICY_NAMES)}, all")
     if as_json and markdown:
         raise CLIError("give --json or --markdown, not both")
+    if actor is not None:
+        from dgpg.learners.config import ACTOR_NAMES
+
+        if checkpoint is None:
+            raise CLIError("--actor applies to a --checkpoint (heuristics have no actor)")
+        if actor not in ACTOR_NAMES:
+            raise CLIError(f"unknown actor {actor!r:.40}; known: {', '.join(ACTOR_NAMES)}")
     names = list(POLICY_NAMES) if policy and "all" in policy else list(dict.fromkeys(policy or []))
     if checkpoint is not None:  # a missing file is refused before JAX loads
         try:
@@ -418,7 +441,7 @@ def evaluate(
 
     policies = {name: HEURISTICS[name] for name in names}
     if checkpoint is not None:
-        trained, config = _checkpoint_policies(checkpoint)
+        trained, config = _checkpoint_policies(checkpoint, actor)
         if agents is not None and agents != config.n_agents:
             raise CLIError(f"--agents {agents} contradicts the checkpoint, which was trained at "
                            f"N = {config.n_agents}; leave --agents out")

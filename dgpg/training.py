@@ -324,7 +324,7 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
         raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration") \
             from None
     tcfg = run.train_config()
-    template_env = EnvConfig(n_agents=1)
+    template_env = run.env_config()  # the mlp actor's input size depends on K (and so on N)
     keys = jnp.stack([jax.random.key(i) for i in range(run.seeds)])
     template = jax.vmap(lambda k: init_runner(k, tcfg, template_env))(keys).params["actor"]
     if "actor" in state:

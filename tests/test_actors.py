@@ -3,6 +3,8 @@ and one training episode of each."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,3 +102,41 @@ def test_unknown_actor_is_one_line_error():
     assert differences(base, run) == [("train.actor", "scorer", "mlp")]
     with pytest.raises(ConfigError, match="^train." + message):
         resolve(RunConfig(algo="dgpg", n_agents=5, episodes=3), parse_set(["train.actor=cnn"]))
+
+
+def test_a_checkpoint_of_one_actor_refuses_another(tmp_path):
+    """An mlp checkpoint at N = 2 (K = 4, below the cap of 8, so its input size is the run's own)
+    loads back as it was saved; `dgpg evaluate --actor scorer` on it, and `dgpg train --resume
+    --actor scorer` on its run, are refused with one line that names both actors."""
+    from cli_harness import run_cli, snapshot
+
+    from dgpg import checkpoint
+    from dgpg.training import load_actor
+
+    run = resolve(RunConfig(algo="dgpg", n_agents=2, episodes=1), parse_set(["train.actor=mlp"]))
+    env_config = run.env_config()
+    assert env_config.n_candidates < cloud.EnvConfig().max_candidates
+    keys = jnp.stack([jax.random.key(0)])
+    actor = jax.vmap(lambda k: init_runner(k, run.train_config(), env_config))(keys)
+    actor = actor.params["actor"]
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(run.to_json()))
+    checkpoint.save(folder / "checkpoints" / "best.ckpt", {"actor": actor},
+                    {"config": run.to_json()})
+
+    tcfg, loaded, _ = load_actor(folder)
+    assert tcfg.actor == "mlp"
+    for a, b in zip(jax.tree.leaves(actor), jax.tree.leaves(loaded), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    before = snapshot(folder)
+    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(folder), "--actor", "scorer"])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "--actor scorer contradicts the checkpoint, whose actor is mlp" in stderr
+    code, _, stderr = run_cli(["train", "--out", str(folder), "--resume", "--actor", "scorer"])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "train.actor is 'mlp' in the run, 'scorer' given" in stderr
+    code, _, stderr = run_cli(["evaluate", "--policy", "random", "--actor", "mlp"])
+    assert code == 2 and "--actor applies to a --checkpoint" in stderr, stderr
+    assert snapshot(folder) == before
