@@ -55,10 +55,10 @@ def _options(
     """Descent-Guided Policy Gradient and the HeteroCloud scheduling environment."""
 
 EXPERIMENTS = ("fig1", "fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash",
-               "alignment", "ablation")
+               "alignment", "ablation", "actors")
 """In the order of `dgpg reproduce all` (tuning before figure 4, which uses its winners)."""
 GRID_EXPERIMENTS = ("fig3", "tuning", "fig4", "fig5", "variance", "nash", "alignment",
-                    "ablation")
+                    "ablation", "actors")
 """Experiments whose grid has several N (--agents picks part of it)."""
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
 
@@ -607,8 +607,8 @@ def reproduce(
     ] = None,
     agents: Annotated[
         str | None, typer.Option("--agents", help="Only these N of the grid, comma-separated "
-                                 "(fig3, fig4, fig5, variance, nash, alignment, ablation): run or "
-                                 "draw part of it.")
+                                 "(fig3, fig4, fig5, variance, nash, alignment, ablation, "
+                                 "actors): run or draw part of it.")
     ] = None,
 ) -> None:
     """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under

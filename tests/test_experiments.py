@@ -31,7 +31,18 @@ import numpy as np
 import pytest
 from cli_harness import run_cli, snapshot
 
-from dgpg.experiments import ablation, alignment, fig2, fig3, fig4, fig5, nash, sweep, variance
+from dgpg.experiments import (
+    ablation,
+    actors,
+    alignment,
+    fig2,
+    fig3,
+    fig4,
+    fig5,
+    nash,
+    sweep,
+    variance,
+)
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
 from dgpg.learners.config import TUNED_AT_SCALE
 
@@ -310,6 +321,49 @@ def test_fig4_reduced(runs, tmp_path):
     before = snapshot(runs / "runs", folders=False)
     fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
     assert snapshot(runs / "runs", folders=False) == before
+
+
+def test_actors_grid_keeps_figure_4_runs():
+    """The full ablation is 3 learners x 3 actors x 3 N; its scorer runs are figure 4's own
+    (same keys), and the other actors differ from them only by train.actor."""
+    full, heuristics = actors.tasks(actors.FULL)
+    assert len(full) == 27 and {actors.actor_of(s) for s in full} == set(actors.ACTOR_NAMES)
+    fig4_runs = set(fig4.learner_tasks(fig4.FULL))
+    assert {s for s in full if actors.actor_of(s) == "scorer"} <= fig4_runs
+    assert {h.key for h in heuristics} <= {h.key for h in fig4.tasks(fig4.FULL)[1]}
+    for spec in full:
+        twin = next(s for s in fig4_runs if (s.algo, s.n_agents) == (spec.algo, spec.n_agents))
+        mine, theirs = spec.run_config().train_config(), twin.run_config().train_config()
+        assert dataclasses.replace(mine, actor="scorer") == theirs
+
+
+def _actors_reduced(runs, tmp_path, names):
+    grid = actors.Grid(n_agents=(2,), actors=names, algos=("dgpg",), episodes=EPISODES,
+                       seeds=1, overrides=OVERRIDES, heuristics=actors.LINES)
+    specs, _ = actors.tasks(grid)
+    result = actors.run(tmp_path / "actors", grid=grid, runs=runs, workers=1)
+    _files(tmp_path / "actors", "actors")
+    assert [(r["actor"], r["algo"]) for r in result["rows"]] == [(a, "dgpg") for a in names]
+    text = (tmp_path / "actors" / "actors.md").read_text()
+    assert "least-loaded" in text and all(f"| 2 | {a} | dgpg |" in text for a in names)
+    return specs
+
+
+def test_actors_reduced(runs, tmp_path):
+    """`reproduce actors` on a reduced grid draws its figure and table from the sweep's run
+    (the scorer run has figure 4's key, so nothing is trained)."""
+    before = {p.name for p in (runs / "runs").iterdir()}
+    specs = _actors_reduced(runs, tmp_path, ("scorer",))
+    assert specs == [GRID[0]]
+    trained = {p.name for p in (runs / "runs").iterdir()} - before
+    assert all(name.startswith("heuristics_") for name in trained), trained
+
+
+@pytest.mark.slow  # about 35 s: trains the mlp actor
+def test_actors_reduced_trains_the_mlp_actor(runs, tmp_path):
+    specs = _actors_reduced(runs, tmp_path, ("scorer", "mlp"))
+    config = json.loads((runs / "runs" / specs[1].key / "config.json").read_text())
+    assert config["train"]["actor"] == "mlp"
 
 
 @pytest.mark.slow  # about 50 s, mostly compiling three more learners
