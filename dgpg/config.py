@@ -69,6 +69,11 @@ def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- the run
 
 
+def make_env_config(n_agents: int, env: dict[str, Any]) -> EnvConfig:
+    """The environment configuration of a run: N agents and the 'env' overrides."""
+    return EnvConfig(n_agents=n_agents, **env)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What `dgpg train` was asked for. `overrides` holds the `train` and `env` fields that
@@ -134,7 +139,7 @@ class RunConfig:
         return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **fields)
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig(n_agents=self.n_agents, **parse_overrides(self.overrides)["env"])
+        return make_env_config(self.n_agents, parse_overrides(self.overrides)["env"])
 
     def to_json(self) -> dict[str, Any]:
         """The three sections, resolved: what config.json holds."""

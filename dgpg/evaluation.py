@@ -9,54 +9,31 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, EnvState
+from dgpg.domains import EnvConfig, domain_of
 
 TRAIN_SEED_START = 0
 TEST_SEEDS = tuple(range(10000, 10040))
 VALIDATION_SEEDS = tuple(range(20000, 20010))
 
-Policy = Callable[[jax.Array, EnvState, EnvConfig], jax.Array]
-
-# Reported per episode. `return` is the sum of team rewards over the episode; the reward terms
-# and utilisation are per-step means; `slowdown` is the mean slowdown of the jobs that finished;
-# `throughput` is finished jobs per step.
-METRICS = (
-    "return", "imbalance", "overload", "drop_rate", "slowdown", "throughput",
-    "cpu_utilisation", "shed_rate",
-)
-
-
-def episode_metrics(step_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Reduce one episode's per-step metrics (arrays of shape (T,)) to the episode METRICS."""
-    m = step_metrics
-    return {
-        "return": jnp.sum(m["reward"], axis=0),
-        "imbalance": jnp.mean(m["imbalance"], axis=0),
-        "overload": jnp.mean(m["overload"], axis=0),
-        "drop_rate": jnp.mean(m["drop_rate"], axis=0),
-        "slowdown": jnp.sum(m["slowdown_sum"], axis=0)
-        / jnp.maximum(jnp.sum(m["completed"], axis=0), 1),
-        "throughput": jnp.mean(m["completed"].astype(jnp.float32), axis=0),
-        "cpu_utilisation": jnp.mean(m["cpu_utilisation"], axis=0),
-        "shed_rate": jnp.sum(m["shed"], axis=0) / jnp.maximum(jnp.sum(m["arrived"], axis=0), 1),
-    }
-
+Policy = Callable[[jax.Array, Any, EnvConfig], jax.Array]
+"""`(key, state, env_config) -> actions (N, J) int32`: a heuristic or a trained actor."""
 
 def rollout(policy: Policy, key: jax.Array, config: EnvConfig) -> dict[str, jax.Array]:
     """One episode from `key`; returns the per-step metrics, each of shape (T,)."""
-    state = cloud.reset(key, config)
+    domain = domain_of(config)
+    state = domain.reset(key, config)
 
     def one_step(state, k):
         k_act, k_env = jax.random.split(k)
         actions = policy(k_act, state, config)
-        state, _, metrics = cloud.step(k_env, state, actions, config)
+        state, _, metrics = domain.step(k_env, state, actions, config)
         return state, metrics
 
     keys = jax.random.split(jax.random.fold_in(key, 1), config.episode_steps)
@@ -66,7 +43,7 @@ def rollout(policy: Policy, key: jax.Array, config: EnvConfig) -> dict[str, jax.
 
 @functools.lru_cache(maxsize=8)
 def _switch_program(policies: tuple[Policy, ...], config: EnvConfig) -> Callable:
-    """Compiled `(index, keys (S,)) -> episode METRICS (S,)` of `policies[index]`: one program
+    """Compiled `(index, keys (S,)) -> episode metrics (S,)` of `policies[index]`: one program
     for all of them (`lax.switch`, which calls a single policy directly), so the environment is
     compiled once, not once per policy."""
     def chosen(index):
@@ -74,13 +51,14 @@ def _switch_program(policies: tuple[Policy, ...], config: EnvConfig) -> Callable
         return lambda key, state, _config: jax.lax.switch(index, branches, key, state)
 
     return jax.jit(lambda index, keys: jax.vmap(
-        lambda k: episode_metrics(rollout(chosen(index), k, config)))(keys))
+        lambda k: domain_of(config).episode_metrics(rollout(chosen(index), k, config)))(keys))
 
 
 def evaluate(
     policy: Policy, config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS
 ) -> dict[str, np.ndarray]:
-    """Per-scenario episode METRICS of `policy`, each an array of shape (len(seeds),)."""
+    """Per-scenario episode metrics of `policy` (the domain's `episode_metrics`, `return`
+    first), each an array of shape (len(seeds),)."""
     return evaluate_many([policy], config, seeds)[0]
 
 

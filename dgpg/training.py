@@ -43,9 +43,8 @@ from dgpg.config import (  # noqa: F401 (re-exported)
     saved_config,
     upgrade_run_dict,
 )
-from dgpg.envs.cloud import EnvConfig
+from dgpg.domains import EnvConfig, domain_of
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
-from dgpg.heuristics import best_fit_central
 from dgpg.learners.ppo import (
     Runner,
     TrainConfig,
@@ -281,7 +280,9 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
                 for i in range(run.seeds)]
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
     sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
-    bfc = evaluate(best_fit_central, ecfg, (*VALIDATION_SEEDS, *TEST_SEEDS))["return"]
+    domain = domain_of(ecfg)  # the reference heuristic (best-fit-central in the cloud)
+    bfc = evaluate(domain.heuristics[domain.reference], ecfg,
+                   (*VALIDATION_SEEDS, *TEST_SEEDS))["return"]
     bfc_val = mean_ci(bfc[:len(VALIDATION_SEEDS)])[0]
     bfc_test = mean_ci(bfc[len(VALIDATION_SEEDS):])[0]
     val_curve = np.array([

@@ -13,10 +13,10 @@ from observations import J, K, random_obs
 
 from dgpg.config import ConfigError, RunConfig, differences, parse_set, resolve
 from dgpg.envs import cloud
-from dgpg.envs.cloud import Observation
+from dgpg.envs.cloud import Observation, pair_features
 from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import ACTOR_NAMES
-from dgpg.learners.networks import MLPActor, make_actor, pair_features
+from dgpg.learners.networks import MLPActor, make_actor
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
 
 
@@ -26,7 +26,7 @@ def n_params(params) -> int:
 
 @pytest.mark.parametrize("name", ACTOR_NAMES)
 def test_logits_shape_and_size_do_not_depend_on_n(name):
-    actor = make_actor(TrainConfig(actor=name, hidden=16))
+    actor = make_actor(TrainConfig(actor=name, hidden=16), cloud.EnvConfig())
     sizes = []
     for n in (3, 40):
         obs = random_obs(jax.random.key(n), (n,))
@@ -46,7 +46,7 @@ def test_scorer_raw_sees_no_after_placement_features():
     full, raw = pair_features(obs), pair_features(obs, derived=False)
     assert full.shape[-1] == raw.shape[-1] + 2
     np.testing.assert_array_equal(np.asarray(full[..., :-2]), np.asarray(raw))
-    raw_actor = make_actor(TrainConfig(actor="scorer-raw", hidden=16))
+    raw_actor = make_actor(TrainConfig(actor="scorer-raw", hidden=16), cloud.EnvConfig())
     first = raw_actor.init(jax.random.key(0), obs)["params"]["Dense_0"]["kernel"]
     assert first.shape[0] == raw.shape[-1]
 
@@ -54,7 +54,7 @@ def test_scorer_raw_sees_no_after_placement_features():
 def test_mlp_reads_the_flattened_observation():
     """Changing one agent's second job changes that agent's logits in every slot (it is not a
     per-slot scorer) and no other agent's."""
-    actor = make_actor(TrainConfig(actor="mlp", hidden=16))
+    actor = make_actor(TrainConfig(actor="mlp", hidden=16), cloud.EnvConfig())
     assert isinstance(actor, MLPActor) and not actor.per_slot
     obs = random_obs(jax.random.key(1), (3,))
     params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
@@ -67,7 +67,7 @@ def test_mlp_reads_the_flattened_observation():
 
 @pytest.mark.parametrize("name", ["scorer", "scorer-raw"])
 def test_per_slot_scorers_compact_exactly(name):
-    actor = make_actor(TrainConfig(actor=name, hidden=16))
+    actor = make_actor(TrainConfig(actor=name, hidden=16), cloud.EnvConfig())
     obs = random_obs(jax.random.key(2), (20,), 0.3)
     params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
     mask = np.asarray(obs.job_mask)

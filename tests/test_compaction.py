@@ -10,16 +10,16 @@ import pytest
 from observations import J, K, random_obs
 
 from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig
+from dgpg.envs.cloud import EnvConfig, slot_capacity
 from dgpg.envs.workload import sample_arrival_counts
-from dgpg.learners.compaction import occupied_logits, slot_capacity
+from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.networks import Actor
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
 
 
 @pytest.fixture(scope="module")
 def actor_and_params():
-    actor = Actor(64)
+    actor = Actor(cloud.pair_features, 64)
     obs = random_obs(jax.random.key(0), (3,), 0.5)
     params = actor.init(jax.random.key(1), obs)
     # larger weights than at initialisation, so that logits differ between candidates
@@ -90,7 +90,8 @@ def test_slot_capacity():
         assert p >= min(rows * config.jobs_per_step, 1.5 * rows)  # the crest of the tide
     assert slot_capacity(200, config) < 200 * config.jobs_per_step / 4
     with pytest.raises(ValueError, match="capacity"):
-        occupied_logits(Actor(8).apply, {}, random_obs(jax.random.key(0), (2,), 0.5), 0)
+        occupied_logits(Actor(cloud.pair_features, 8).apply, {},
+                        random_obs(jax.random.key(0), (2,), 0.5), 0)
 
 
 def test_capacity_covers_the_environment():

@@ -9,8 +9,9 @@ import pytest
 
 from dgpg.analytical import WaterFillingModel
 from dgpg.envs import cloud
+from dgpg.envs.cloud import EPISODE_METRICS as METRICS
 from dgpg.envs.cloud import EnvConfig, Servers
-from dgpg.evaluation import METRICS, TEST_SEEDS, evaluate_many
+from dgpg.evaluation import TEST_SEEDS, evaluate_many
 from dgpg.heuristics import HEURISTICS, get_heuristic
 
 _JITTED = {name: jax.jit(fn, static_argnums=2) for name, fn in HEURISTICS.items()}

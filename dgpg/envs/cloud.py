@@ -17,6 +17,8 @@ finished jobs leave; the next step's jobs arrive.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,7 @@ from dgpg.envs.config import (  # noqa: F401 (re-exported)
     mean_work,
     shed_fraction,
 )
+from dgpg.envs.observation import Observation
 from dgpg.envs.scenario import Scenario, sample_scenario
 from dgpg.envs.workload import sample_arrival_counts, sample_job_fields, tide
 
@@ -71,16 +74,6 @@ class EnvState:
     jobs: Jobs
     t: jax.Array  # () int32, step index within the episode
     dispatched: jax.Array  # (N,) int32, jobs each agent has dispatched so far (for round-robin)
-
-
-@struct.dataclass
-class Observation:
-    """Local observations of all agents (the actor's input, identical for every algorithm)."""
-
-    candidates: jax.Array  # (N, K, N_CANDIDATE_FEATURES)
-    jobs: jax.Array  # (N, J, N_JOB_FEATURES)
-    context: jax.Array  # (N, N_CONTEXT_FEATURES)
-    job_mask: jax.Array  # (N, J) bool
 
 
 # --------------------------------------------------------------------------- workload per step
@@ -409,6 +402,70 @@ def global_state(state: EnvState, config: EnvConfig) -> tuple[jax.Array, jax.Arr
 
 def is_done(state: EnvState, config: EnvConfig) -> jax.Array:
     return state.t >= config.episode_steps
+
+
+# --------------------------------------------------------------------------- the actor's input
+
+
+def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
+    """Features of every (agent, job, candidate) triple, shape (..., N, J, K, F).
+
+    Besides the raw candidate, job and context features it includes, when `derived`, the
+    candidate's CPU and memory utilisation after placing the job, computed from the same
+    observation.
+    """
+    cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
+    job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
+    ctx = obs.context[..., None, None, :]  # (..., N, 1, 1, Fx)
+    # candidate features: cpu_u, mem_u, efficiency, cores/64, memory/192, free slots, gen one-hot
+    # job features: present, is_mem, cores/32, memory/96, log work, cpu-seconds
+    capacity = jnp.maximum(cand[..., 3] * 64.0 * cand[..., 2], 1e-3)
+    cpu_after = cand[..., 0] + job[..., 2] * 32.0 / capacity
+    mem_after = cand[..., 1] + job[..., 3] * 96.0 / jnp.maximum(cand[..., 4] * 192.0, 1e-3)
+    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
+    parts = [
+        jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
+        jnp.broadcast_to(job, (*shape, job.shape[-1])),
+        jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
+    ]
+    if derived:
+        parts += [cpu_after[..., None], mem_after[..., None]]
+    return jnp.concatenate(parts, axis=-1)
+
+
+def slot_capacity(rows: int, config: EnvConfig) -> int:
+    """P, the padded buffer's size for `rows` agent-steps of `config`: the mean number of jobs at
+    the crest of the tide plus four standard deviations (Poisson) and 8, at most rows x J."""
+    mean = rows * min(config.jobs_per_step, config.arrival_rate * (1.0 + config.tide_amplitude))
+    return int(min(rows * config.jobs_per_step, math.ceil(mean + 4.0 * math.sqrt(mean) + 8)))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+# Reported per episode. `return` is the sum of team rewards over the episode; the reward terms
+# and utilisation are per-step means; `slowdown` is the mean slowdown of the jobs that finished;
+# `throughput` is finished jobs per step.
+EPISODE_METRICS = (
+    "return", "imbalance", "overload", "drop_rate", "slowdown", "throughput",
+    "cpu_utilisation", "shed_rate",
+)
+
+
+def episode_metrics(step_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Reduce one episode's per-step metrics (arrays of shape (T,)) to EPISODE_METRICS."""
+    m = step_metrics
+    return {
+        "return": jnp.sum(m["reward"], axis=0),
+        "imbalance": jnp.mean(m["imbalance"], axis=0),
+        "overload": jnp.mean(m["overload"], axis=0),
+        "drop_rate": jnp.mean(m["drop_rate"], axis=0),
+        "slowdown": jnp.sum(m["slowdown_sum"], axis=0)
+        / jnp.maximum(jnp.sum(m["completed"], axis=0), 1),
+        "throughput": jnp.mean(m["completed"].astype(jnp.float32), axis=0),
+        "cpu_utilisation": jnp.mean(m["cpu_utilisation"], axis=0),
+        "shed_rate": jnp.sum(m["shed"], axis=0) / jnp.maximum(jnp.sum(m["arrived"], axis=0), 1),
+    }
+
 
 
 # --------------------------------------------------------------------------- inspection helpers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,6 +31,9 @@ SLOT_MARGIN = 1.5  # slots per server / jobs a server runs at the crest of the t
 @dataclass(frozen=True)
 class EnvConfig:
     """Static configuration of HeteroCloud. Hashable, so it can be a `jit` static argument."""
+
+    domain: ClassVar[str] = "cloud"
+    """The domain (`dgpg.domains`) this configuration belongs to."""
 
     n_agents: int = 10
     """N, the number of dispatcher agents (1 <= N)."""

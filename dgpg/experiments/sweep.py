@@ -116,10 +116,10 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
 
 
 def env_config(n_agents: int, overrides: str = ""):
-    """The EnvConfig a run with these overrides trains and is evaluated on."""
-    from dgpg.envs.cloud import EnvConfig
+    """The environment configuration a run with these overrides trains and is evaluated on."""
+    from dgpg.config import make_env_config
 
-    return EnvConfig(n_agents=n_agents, **parse_overrides(overrides)["env"])
+    return make_env_config(n_agents, parse_overrides(overrides)["env"])
 
 
 @dataclasses.dataclass(frozen=True)

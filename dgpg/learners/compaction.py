@@ -2,12 +2,12 @@
 
 An agent has J = 8 job slots per step but receives about one job, so scoring every slot wastes
 most of the actor's work. `occupied_logits` gathers the occupied slots of a batch into a padded
-buffer of fixed size P (`slot_capacity`, sized from the arrival statistics), scores only those
-and scatters the logits back; the slots without a job get logits 0 (a uniform distribution that
-nothing reads: the environment ignores their actions and every loss masks them). When a batch
-holds more than P jobs, further buffers of P follow in a `while_loop` until every job is scored,
-so the result never depends on P. The gradient goes through a custom VJP that walks the same
-buffers, because `while_loop` cannot be differentiated in reverse mode.
+buffer of fixed size P (the domain's `slot_capacity`, sized from its arrival statistics), scores
+only those and scatters the logits back; the slots without a job get logits 0 (a uniform
+distribution that nothing reads: the environment ignores their actions and every loss masks
+them). When a batch holds more than P jobs, further buffers of P follow in a `while_loop` until
+every job is scored, so the result never depends on P. The gradient goes through a custom VJP
+that walks the same buffers, because `while_loop` cannot be differentiated in reverse mode.
 
 On the occupied slots the logits equal the dense actor's up to float reassociation of the
 matrix products (the same rows in a batch of another shape).
@@ -15,7 +15,6 @@ matrix products (the same rows in a batch of another shape).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,17 +22,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from dgpg.envs.cloud import EnvConfig, Observation
+from dgpg.envs.observation import Observation
 
 Scorer = Callable[[Any, Observation], jax.Array]
 """`scorer(params, obs) -> logits (..., J, K)`: the actor applied densely."""
-
-
-def slot_capacity(rows: int, config: EnvConfig) -> int:
-    """P, the padded buffer's size for `rows` agent-steps of `config`: the mean number of jobs at
-    the crest of the tide plus four standard deviations (Poisson) and 8, at most rows x J."""
-    mean = rows * min(config.jobs_per_step, config.arrival_rate * (1.0 + config.tide_amplitude))
-    return int(min(rows * config.jobs_per_step, math.ceil(mean + 4.0 * math.sqrt(mean) + 8)))
 
 
 def _flatten(obs: Observation) -> tuple[Observation, tuple[int, ...]]:

@@ -35,9 +35,8 @@ import numpy as np
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from dgpg.analytical import make_model
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, Observation
+from dgpg.domains import EnvConfig, domain_of
+from dgpg.envs.observation import Observation
 from dgpg.learners.networks import make_actor
 from dgpg.learners.ppo import (
     Runner,
@@ -65,8 +64,8 @@ def agent_gradient_samples(
         raise ValueError(f"agent must be in [0, {env_config.n_agents}), got {agent}")
     guided = dataclasses.replace(config, algo="dgpg", alpha=float(alpha))
     rollout = make_rollout(guided, env_config)
-    actor = make_actor(config)
-    model = make_model(config.model, env_config)
+    actor = make_actor(config, env_config)
+    model = domain_of(env_config).make_model(config.model, env_config)
     scenario_key = jax.random.key(scenario_seed)
 
     def one(k):
@@ -143,10 +142,11 @@ def make_split_rollout(config: TrainConfig, env_config: EnvConfig, agent: int = 
     differ only through the agent's own choices and what those change downstream."""
     if not 0 <= agent < env_config.n_agents:
         raise ValueError(f"agent must be in [0, {env_config.n_agents}), got {agent}")
-    actor = make_actor(config)
+    actor = make_actor(config, env_config)
     logits_of = actor_logits(actor, env_config, env_config.n_agents)
     value_of = make_value_fn(config, env_config)
-    model = make_model(config.model, env_config)
+    domain = domain_of(env_config)
+    model = domain.make_model(config.model, env_config)
 
     def own(x):
         return jax.tree.map(lambda leaf: leaf[agent : agent + 1], x)
@@ -155,12 +155,12 @@ def make_split_rollout(config: TrainConfig, env_config: EnvConfig, agent: int = 
         return v if v.ndim == 0 else v[agent]
 
     def rollout(params, value_norm: ValueNorm, world_key, own_key, scenario_key):
-        state = cloud.reset(scenario_key, env_config)
+        state = domain.reset(scenario_key, env_config)
 
         def one_step(state, keys):
             k_world, k_own = keys
             k_act, k_env = jax.random.split(k_world)
-            obs = cloud.observe(state, env_config)
+            obs = domain.observe(state, env_config)
             logits = logits_of(params["actor"], obs)  # (N, J, K)
             noise = jax.random.gumbel(k_act, logits.shape, logits.dtype)
             noise = noise.at[agent].set(jax.random.gumbel(k_own, logits.shape[1:], logits.dtype))
@@ -168,13 +168,13 @@ def make_split_rollout(config: TrainConfig, env_config: EnvConfig, agent: int = 
             value = own_value(value_of(params, state, obs, value_norm))
             reference = (own(model.reference(state, jax.nn.softmax(logits, axis=-1)))
                          if with_reference else None)
-            next_state, reward, _ = cloud.step(k_env, state, actions, env_config)
+            next_state, reward, _ = domain.step(k_env, state, actions, env_config)
             return next_state, (own(obs), actions[agent : agent + 1], reference, reward, value)
 
         steps = env_config.episode_steps
         keys = (jax.random.split(world_key, steps), jax.random.split(own_key, steps))
         final, (obs, actions, reference, rewards, values) = jax.lax.scan(one_step, state, keys)
-        last = own_value(value_of(params, final, cloud.observe(final, env_config), value_norm))
+        last = own_value(value_of(params, final, domain.observe(final, env_config), value_norm))
         return AgentTrajectory(obs, actions, reference, rewards, values, last)
 
     return rollout
@@ -187,8 +187,8 @@ def agent_gradients(config: TrainConfig, env_config: EnvConfig, agent: int = 0):
     roll-out (and its counterfactual twin). Compiled once; the parameters are arguments."""
     factual = make_split_rollout(config, env_config, agent, with_reference=True)
     twin = make_split_rollout(config, env_config, agent, with_reference=False)
-    actor = make_actor(config)
-    model = make_model(config.model, env_config)
+    actor = make_actor(config, env_config)
+    model = domain_of(env_config).make_model(config.model, env_config)
 
     def one(params, value_norm, key, scenario_key):
         k_world, k_own, k_alt = jax.random.split(key, 3)

@@ -10,46 +10,23 @@ does the same over one agent's candidates and jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dgpg.envs.cloud import Observation
-
-
-def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
-    """Features of every (agent, job, candidate) triple, shape (..., N, J, K, F).
-
-    Besides the raw candidate, job and context features it includes, when `derived`, the
-    candidate's CPU and memory utilisation after placing the job, computed from the same
-    observation.
-    """
-    cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
-    job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
-    ctx = obs.context[..., None, None, :]  # (..., N, 1, 1, Fx)
-    # candidate features: cpu_u, mem_u, efficiency, cores/64, memory/192, free slots, gen one-hot
-    # job features: present, is_mem, cores/32, memory/96, log work, cpu-seconds
-    capacity = jnp.maximum(cand[..., 3] * 64.0 * cand[..., 2], 1e-3)
-    cpu_after = cand[..., 0] + job[..., 2] * 32.0 / capacity
-    mem_after = cand[..., 1] + job[..., 3] * 96.0 / jnp.maximum(cand[..., 4] * 192.0, 1e-3)
-    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
-    parts = [
-        jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
-        jnp.broadcast_to(job, (*shape, job.shape[-1])),
-        jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
-    ]
-    if derived:
-        parts += [cpu_after[..., None], mem_after[..., None]]
-    return jnp.concatenate(parts, axis=-1)
+from dgpg.domains import domain_of
+from dgpg.envs.observation import Observation
 
 
 class Actor(nn.Module):
-    """Scorer MLP over (job, candidate, context) -> logits over candidates, (..., N, J, K).
+    """Scorer MLP over the domain's (job, candidate) pair features -> logits over candidates,
+    (..., N, J, K). `features(obs, derived)` is the domain's `pair_features`; `derived=False`
+    is the `scorer-raw` actor: only the features the observation holds."""
 
-    `derived=False` is the `scorer-raw` actor: only the features the observation holds."""
-
+    features: Callable[..., jax.Array]
     hidden: int = 64
     derived: bool = True
     per_slot: ClassVar[bool] = True
@@ -57,7 +34,7 @@ class Actor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
-        x = pair_features(obs, self.derived)
+        x = self.features(obs, self.derived)
         x = nn.tanh(nn.Dense(self.hidden)(x))
         x = nn.tanh(nn.Dense(self.hidden)(x))
         return nn.Dense(1, kernel_init=nn.initializers.orthogonal(0.01))(x)[..., 0]
@@ -85,11 +62,13 @@ class MLPActor(nn.Module):
         return logits.reshape(*lead, J, K)
 
 
-def make_actor(config) -> nn.Module:
-    """The actor `config.actor` names (a `TrainConfig`), of width `config.hidden`."""
+def make_actor(config, env_config) -> nn.Module:
+    """The actor `config.actor` names (a `TrainConfig`), of width `config.hidden`, for the
+    domain of `env_config`."""
     if config.actor == "mlp":
         return MLPActor(config.hidden)
-    return Actor(config.hidden, derived=config.actor != "scorer-raw")
+    return Actor(domain_of(env_config).pair_features, config.hidden,
+                 derived=config.actor != "scorer-raw")
 
 
 class CentralCritic(nn.Module):

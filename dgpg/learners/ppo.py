@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dgpg.analytical import make_model
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, Observation
-from dgpg.learners.compaction import occupied_logits, slot_capacity
+from dgpg.domains import EnvConfig, domain_of
+from dgpg.envs.observation import Observation
+from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import (  # noqa: F401 (re-exported)
     ACTOR_NAMES,
     ALGORITHMS,
@@ -93,9 +92,9 @@ class Trajectory:
     reference: Any  # the model's reference, leading axes (T, N, J); DG-PG only
 
 
-def _networks(config: TrainConfig):
+def _networks(config: TrainConfig, env_config: EnvConfig):
     critic = CentralCritic(config.hidden) if config.central_critic else LocalCritic(config.hidden)
-    return make_actor(config), critic
+    return make_actor(config, env_config), critic
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -109,8 +108,9 @@ def _example_inputs(env_config: EnvConfig) -> tuple[Observation, tuple[jax.Array
     """Zeros shaped like one state's observation and global state: initialising the networks
     needs only the shapes, and tracing `reset` for them costs no compilation."""
     def inputs():
-        state = cloud.reset(jax.random.key(0), env_config)
-        return cloud.observe(state, env_config), cloud.global_state(state, env_config)
+        domain = domain_of(env_config)
+        state = domain.reset(jax.random.key(0), env_config)
+        return domain.observe(state, env_config), domain.global_state(state, env_config)
 
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(inputs))
 
@@ -118,7 +118,7 @@ def _example_inputs(env_config: EnvConfig) -> tuple[Observation, tuple[jax.Array
 def init_runner(key: jax.Array, config: TrainConfig, env_config: EnvConfig) -> Runner:
     """Initial parameters, optimiser state and key of one seed."""
     k_actor, k_critic, _, k_run = jax.random.split(key, 4)
-    actor, critic = _networks(config)
+    actor, critic = _networks(config, env_config)
     obs, (servers, context) = _example_inputs(env_config)
     params = {
         "actor": actor.init(k_actor, obs),
@@ -193,18 +193,19 @@ def actor_logits(actor: nn.Module, env_config: EnvConfig, rows: int, dense: bool
     slots depend on each other (`mlp`) is always applied densely."""
     if dense or not actor.per_slot:
         return actor.apply
-    capacity = slot_capacity(rows, env_config)
+    capacity = domain_of(env_config).slot_capacity(rows, env_config)
     return lambda params, obs: occupied_logits(actor.apply, params, obs, capacity)
 
 
 def make_value_fn(config: TrainConfig, env_config: EnvConfig):
     """`value_of(params, state, obs, value_norm)`: the critic's denormalised value, () central
     or (N,) local."""
-    critic = _networks(config)[1]
+    critic = _networks(config, env_config)[1]
+    domain = domain_of(env_config)
 
     def value_of(params, state, obs, value_norm):
         if config.central_critic:
-            servers, context = cloud.global_state(state, env_config)
+            servers, context = domain.global_state(state, env_config)
             v = critic.apply(params["critic"], servers, context)
         else:
             v = critic.apply(params["critic"], obs)
@@ -215,35 +216,36 @@ def make_value_fn(config: TrainConfig, env_config: EnvConfig):
 
 def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
     """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
-    actor = _networks(config)[0]
+    domain = domain_of(env_config)
+    actor = _networks(config, env_config)[0]
     logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
-    model = make_model(config.model, env_config)
+    model = domain.make_model(config.model, env_config)
     guided = config.algo == "dgpg"
     value_of = make_value_fn(config, env_config)
 
     def rollout(params, value_norm: ValueNorm, key: jax.Array, scenario_key: jax.Array):
-        state = cloud.reset(scenario_key, env_config)
+        state = domain.reset(scenario_key, env_config)
 
         def one_step(state, k):
             k_act, k_env = jax.random.split(k)
-            obs = cloud.observe(state, env_config)
+            obs = domain.observe(state, env_config)
             logits = logits_of(params["actor"], obs)
             actions = jax.random.categorical(k_act, logits, axis=-1)
             log_probs = jnp.take_along_axis(
                 jax.nn.log_softmax(logits, axis=-1), actions[..., None], axis=-1
             )[..., 0]
             value = value_of(params, state, obs, value_norm)
-            servers, context = cloud.global_state(state, env_config)
+            servers, context = domain.global_state(state, env_config)
             reference = (model.reference(state, jax.nn.softmax(logits, axis=-1)) if guided
                          else None)
-            next_state, reward, metrics = cloud.step(k_env, state, actions, env_config)
+            next_state, reward, metrics = domain.step(k_env, state, actions, env_config)
             transition = Trajectory(obs, servers, context, actions, log_probs, value, reward,
                                     reference)
             return next_state, (transition, metrics)
 
         keys = jax.random.split(key, env_config.episode_steps)
         final, (traj, metrics) = jax.lax.scan(one_step, state, keys)
-        last_value = value_of(params, final, cloud.observe(final, env_config), value_norm)
+        last_value = value_of(params, final, domain.observe(final, env_config), value_norm)
         return traj, last_value, metrics
 
     return rollout
@@ -255,9 +257,9 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
 def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool = False):
     """Return `loss(params, batch) -> (total, aux)` on a minibatch of `rows` agent-steps
     (time steps x agents)."""
-    actor, critic = _networks(config)
+    actor, critic = _networks(config, env_config)
     logits_of = actor_logits(actor, env_config, rows, dense)
-    model = make_model(config.model, env_config)
+    model = domain_of(env_config).make_model(config.model, env_config)
     alpha = config.guidance_weight
 
     def loss(params, batch):
@@ -384,11 +386,10 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
 def make_policy(config: TrainConfig, actor_params, greedy: bool = True, dense: bool = False):
     """A `Policy` (key, state, env_config) -> actions from actor parameters, for evaluation.
     Actions of empty job slots are arbitrary (the environment ignores them)."""
-    actor = make_actor(config)
-
     def policy(key, state, env_config):
+        actor = make_actor(config, env_config)
         logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
-        logits = logits_of(actor_params, cloud.observe(state, env_config))
+        logits = logits_of(actor_params, domain_of(env_config).observe(state, env_config))
         if greedy:
             return jnp.argmax(logits, axis=-1).astype(jnp.int32)
         return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
