@@ -211,6 +211,7 @@ print(json.dumps({"ran": [r.ran for r in reports], "skipped": [r.skipped for r i
 """
 
 
+@pytest.mark.slow  # about 45 s (Ray's start-up); the local backend's tests cover the sweep
 def test_ray_backend(reference, tmp_path):
     """The same grid as Ray tasks on a local Ray instance gives the same results. The driver is
     a fresh process that never imports JAX (the tasks run in Ray's workers), so Ray's start-up
