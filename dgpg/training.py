@@ -34,6 +34,7 @@ import numpy as np
 
 from dgpg import atomic, checkpoint
 from dgpg.config import (  # noqa: F401 (re-exported)
+    DEFAULT_RUN,
     NO_MODEL,
     ConfigError,
     RunConfig,
@@ -53,10 +54,16 @@ from dgpg.learners.ppo import (
     make_train_episode,
 )
 
-METRIC_COLUMNS = (
-    "episode", "seed", "return", "imbalance", "overload", "drop_rate", "val_return",
-    "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm", "wall_seconds",
-)
+
+def metric_columns(env_config: EnvConfig) -> tuple[str, ...]:
+    """metrics.csv's columns for a run in the domain of `env_config`."""
+    return ("episode", "seed", "return", *domain_of(env_config).train_metrics, "val_return",
+            "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm",
+            "wall_seconds")
+
+
+METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
+"""The columns of a run of the default domain."""
 CONVERGENCE_WINDOW = 5
 CONVERGENCE_TOLERANCE = 0.10
 
@@ -175,6 +182,7 @@ def train(
     check_folder(out, run, resume)
     out.mkdir(parents=True, exist_ok=True)
     tcfg, ecfg = run.train_config(), run.env_config()
+    columns = metric_columns(ecfg)
     K = run.seeds
     seed_ids = [run.seed + i for i in range(K)]
     ckpt_dir = out / "checkpoints"
@@ -243,11 +251,11 @@ def train(
         wall = time.perf_counter() - t0
         for i, s in enumerate(seed_ids):
             row = {"episode": episode, "seed": s, "val_return": val[i], "wall_seconds": wall}
-            row.update({k: metrics[k][i] for k in METRIC_COLUMNS if k in metrics})
+            row.update({k: metrics[k][i] for k in columns if k in metrics})
             rows.append(row)
         # last.ckpt goes last: it commits the episode. A kill before it leaves the previous
         # episode's checkpoint, and the resumed run rewrites these files identically.
-        atomic.write_csv(out / "metrics.csv", rows, METRIC_COLUMNS)
+        atomic.write_csv(out / "metrics.csv", rows, columns)
         if improved.any():
             checkpoint.save(ckpt_dir / "best.ckpt", {"actor": best_actor},
                             {"episode": episode, "best_val": best_val.tolist(),
@@ -258,7 +266,7 @@ def train(
                         meta)
         if on_episode is not None:
             on_episode(episode, {k: float(np.mean([r[k] for r in rows[-K:]]))
-                                 for k in METRIC_COLUMNS
+                                 for k in columns
                                  if k in rows[-1] and k not in ("episode", "seed")})
     if last < run.episodes:
         return None

@@ -49,8 +49,10 @@ def test_registry():
     for name in REGISTRY:
         domain = get_domain(name)
         assert domain.name == name and type(domain.config_type()).domain == name
+        assert domain.train_metrics and all(isinstance(m, str) for m in domain.train_metrics)
         for field in dataclasses.fields(Domain):
-            if field.name not in ("name", "config_type", "heuristics", "reference"):
+            if field.name not in ("name", "config_type", "heuristics", "reference",
+                                  "train_metrics"):
                 assert callable(getattr(domain, field.name)), (name, field.name)
     with pytest.raises(ValueError, match=r"^unknown domain 'water'; known: cloud"):
         get_domain("water")

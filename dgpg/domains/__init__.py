@@ -26,7 +26,7 @@ EnvConfig = Any
 """A domain's environment configuration: a hashable frozen dataclass (a `jit` static argument)
 with the class attribute `domain` and at least `n_agents` and `episode_steps`."""
 
-REGISTRY: dict[str, str] = {"cloud": "dgpg.domains.cloud"}
+REGISTRY: dict[str, str] = {"cloud": "dgpg.domains.cloud", "roads": "dgpg.domains.roads"}
 """Domain name -> module whose `DOMAIN` is its `Domain` (imported on first use)."""
 
 
@@ -46,6 +46,9 @@ class Domain:
     slot_capacity: Callable[[int, Any], int]
     """`(rows, config) -> C`: decisions pending among `rows` agent-steps, bounded with a margin
     (the compacted actor's buffer size; `dgpg.learners.compaction`)."""
+    train_metrics: tuple[str, ...]
+    """Per-step metrics of `step` whose episode means the training log records (metrics.csv
+    columns after `return`)."""
     episode_metrics: Callable[[dict[str, Any]], dict[str, Any]]
     """One episode's per-step metrics (arrays (T,)) -> its summary metrics, `return` first."""
     make_model: Callable[[str, Any], Any]

@@ -15,6 +15,7 @@ DOMAIN = Domain(
     global_state=cloud.global_state,
     pair_features=cloud.pair_features,
     slot_capacity=cloud.slot_capacity,
+    train_metrics=("imbalance", "overload", "drop_rate"),
     episode_metrics=cloud.episode_metrics,
     make_model=make_model,
     heuristics=HEURISTICS,

@@ -359,6 +359,7 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
     `dense=True` scores every job slot (`actor_logits`)."""
     rollout = make_rollout(config, env_config, dense)
     update = make_update(config, env_config, dense)
+    logged = domain_of(env_config).train_metrics
 
     def train_episode(runner: Runner):
         key, k_roll, k_update = jax.random.split(runner.key, 3)
@@ -368,12 +369,8 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
         )
         params, opt_state, value_norm, aux = update(runner, traj, last_value, k_update)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
-        metrics.update({
-            "return": jnp.sum(env_metrics["reward"]),
-            "imbalance": jnp.mean(env_metrics["imbalance"]),
-            "overload": jnp.mean(env_metrics["overload"]),
-            "drop_rate": jnp.mean(env_metrics["drop_rate"]),
-        })
+        metrics["return"] = jnp.sum(env_metrics["reward"])
+        metrics.update({name: jnp.mean(env_metrics[name]) for name in logged})
         runner = Runner(params, opt_state, value_norm, key, runner.episode + 1)
         return runner, metrics
 
