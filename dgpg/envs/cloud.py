@@ -34,7 +34,7 @@ from dgpg.envs.config import (  # noqa: F401 (re-exported)
     mean_work,
     shed_fraction,
 )
-from dgpg.envs.observation import Observation
+from dgpg.envs.observation import Observation, pair_views
 from dgpg.envs.scenario import Scenario, sample_scenario
 from dgpg.envs.workload import sample_arrival_counts, sample_job_fields, tide
 
@@ -414,20 +414,12 @@ def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
     candidate's CPU and memory utilisation after placing the job, computed from the same
     observation.
     """
-    cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
-    job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
-    ctx = obs.context[..., None, None, :]  # (..., N, 1, 1, Fx)
+    cand, job, parts = pair_views(obs)
     # candidate features: cpu_u, mem_u, efficiency, cores/64, memory/192, free slots, gen one-hot
     # job features: present, is_mem, cores/32, memory/96, log work, cpu-seconds
     capacity = jnp.maximum(cand[..., 3] * 64.0 * cand[..., 2], 1e-3)
     cpu_after = cand[..., 0] + job[..., 2] * 32.0 / capacity
     mem_after = cand[..., 1] + job[..., 3] * 96.0 / jnp.maximum(cand[..., 4] * 192.0, 1e-3)
-    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
-    parts = [
-        jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
-        jnp.broadcast_to(job, (*shape, job.shape[-1])),
-        jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
-    ]
     if derived:
         parts += [cpu_after[..., None], mem_after[..., None]]
     return jnp.concatenate(parts, axis=-1)

@@ -5,6 +5,7 @@ choice among its K candidates (servers, paths)."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 
@@ -16,3 +17,16 @@ class Observation:
     jobs: jax.Array  # (N, J, Fj) per-decision features (zero where no decision is pending)
     context: jax.Array  # (N, Fx) shared features (time of day, load)
     job_mask: jax.Array  # (N, J) bool, True where a decision is pending
+
+
+def pair_views(obs: Observation) -> tuple[jax.Array, jax.Array, list[jax.Array]]:
+    """The pieces of a scorer's pair features: the candidate (..., N, 1, K, Fc) and job
+    (..., N, J, 1, Fj) views, and the raw features of every (agent, job, candidate) triple,
+    broadcast: [candidate, job, context], each (..., N, J, K, F).
+    A domain's `pair_features` concatenates the list with whatever it derives from the views."""
+    cand = obs.candidates[..., None, :, :]
+    job = obs.jobs[..., :, None, :]
+    ctx = obs.context[..., None, None, :]
+    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
+    raw = [jnp.broadcast_to(x, (*shape, x.shape[-1])) for x in (cand, job, ctx)]
+    return cand, job, raw

@@ -57,7 +57,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
 from dgpg.analytical.traffic import assign
-from dgpg.envs.observation import Observation
+from dgpg.envs.observation import Observation, pair_views
 from dgpg.envs.roads.links import (
     Links,
     link_flows,
@@ -546,15 +546,8 @@ def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
     same observation: the path's travel time above the agent's fastest path, its marginal cost
     after this platoon (marginal cost + platoon size x rise, first order), and that cost above
     the smallest over the agent's paths."""
-    cand = obs.candidates[..., None, :, :]  # (..., N, 1, K, Fc)
-    job = obs.jobs[..., :, None, :]  # (..., N, J, 1, Fj)
-    ctx = obs.context[..., None, None, :]  # (..., N, 1, 1, Fx)
-    shape = jnp.broadcast_shapes(cand.shape[:-1], job.shape[:-1])
-    parts = [
-        jnp.broadcast_to(cand, (*shape, cand.shape[-1])),
-        jnp.broadcast_to(job, (*shape, job.shape[-1])),
-        jnp.broadcast_to(ctx, (*shape, ctx.shape[-1])),
-    ]
+    cand, job, parts = pair_views(obs)
+    shape = parts[0].shape[:-1]
     if derived:
         # candidate features: time, free-flow time, marginal, rise, valid; job: size, present
         valid = cand[..., 4] > 0
