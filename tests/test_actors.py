@@ -76,7 +76,8 @@ def test_per_slot_scorers_compact_exactly(name):
     np.testing.assert_allclose(comp, dense, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ACTOR_NAMES)
+@pytest.mark.parametrize("name", [pytest.param("scorer", marks=pytest.mark.slow),
+                                  "scorer-raw", "mlp"])  # the scorer trains in many other tests
 def test_one_training_episode_of_each_actor(name):
     config = TrainConfig(algo="dgpg", actor=name, hidden=16)
     env_config = cloud.EnvConfig(n_agents=4, episode_steps=20)

@@ -67,6 +67,7 @@ def _fingerprint(*parts: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # about 20 s; run it after any change behind the seam
 def test_dgpg_training_is_unchanged_bit_for_bit():
     assert _fingerprint("dgpg")["dgpg"] == FINGERPRINT["dgpg"]
 

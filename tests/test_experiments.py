@@ -308,12 +308,13 @@ def test_fig4_and_fig5_grids_share_runs_and_apply_the_tuning_from_its_n():
 
 def test_fig4_reduced(runs, tmp_path):
     grid = fig4.Grid(n_agents=(2,), episodes=EPISODES, algos=("dgpg",), seeds=1,
-                     heuristics=("best-fit-central",), extra_heuristics=("model-greedy",),
+                     heuristics=actors.LINES, extra_heuristics=("model-greedy",),
                      overrides=OVERRIDES, fluid_agents=(2,))
     result = fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
     _files(tmp_path / "fig4", "fig4")
     by_policy = {r["policy"]: r for r in result["rows"]}
-    assert set(by_policy) == {"dgpg", "dgpg (fluid)", "best-fit-central", "model-greedy"}
+    assert set(by_policy) == {"dgpg", "dgpg (fluid)", "best-fit-central", "least-loaded",
+                              "model-greedy"}
     # the heuristic evaluation is the one training used for its reference line
     summary = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
     assert by_policy["best-fit-central"]["test_return"] == pytest.approx(
@@ -387,6 +388,7 @@ def test_alignment_and_ablation_reduced(runs, tmp_path):
     assert "| 2 | aligned | 0.5 |" in (tmp_path / "ablation" / "ablation.md").read_text()
 
 
+@pytest.mark.slow  # about 35 s; the estimator's tests below stay in the default suite
 def test_variance_reduced(tmp_path):
     grid = variance.Grid(n_agents=(2, 3), seeds=2, rollouts=6, horizon=5, chunk=6, hidden=8)
     result = variance.run(tmp_path / "variance", grid=grid, workers=1)
