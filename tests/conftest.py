@@ -60,7 +60,8 @@ def shared_jax_cache(tmp_path_factory) -> Path:
 # The longest test files first, so that the two xdist workers (one file each at a time) finish
 # together instead of one waiting for the other's last long file. Tests keep their order within
 # a file, so module fixtures are still built once.
-LONGEST_FIRST = ("test_experiments.py", "test_ppo.py", "test_training.py", "test_compaction.py")
+LONGEST_FIRST = ("test_experiments.py", "test_ppo.py", "test_training.py", "test_roads_env.py",
+                 "test_compaction.py", "test_actors.py")
 
 
 def pytest_collection_modifyitems(items):
