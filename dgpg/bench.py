@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig
+from dgpg.config import make_env_config
+from dgpg.domains import domain_of
 
 DEFAULT_AGENTS = (10, 100, 1000, 10000)
 
@@ -32,15 +32,18 @@ def default_batch(n_agents: int) -> int:
 
 
 def env_throughput(
-    n_agents: int, batch: int | None = None, steps: int = 50, repeats: int = 3
+    n_agents: int, batch: int | None = None, steps: int = 50, repeats: int = 3,
+    domain: str = "cloud", env: dict | None = None,
 ) -> dict[str, float]:
-    """Measure the compiled environment; returns a record with agent_steps_per_s."""
-    config = EnvConfig(n_agents=n_agents)
+    """Measure the compiled environment of `domain` (`env`: its configuration's fields other
+    than N); returns a record with agent_steps_per_s."""
+    config = make_env_config(n_agents, env or {}, domain)
+    model = domain_of(config)
     batch = default_batch(n_agents) if batch is None else batch
 
     def run(key):
         keys = jax.random.split(key, batch)
-        state = jax.vmap(lambda k: cloud.reset(k, config))(keys)
+        state = jax.vmap(lambda k: model.reset(k, config))(keys)
 
         def one(state, k):
             k_a, k_s = jax.random.split(k)
@@ -48,7 +51,7 @@ def env_throughput(
                 k_a, (batch, n_agents, config.jobs_per_step), 0, config.n_candidates
             )
             step_keys = jax.random.split(k_s, batch)
-            state, reward, _ = jax.vmap(lambda kk, s, a: cloud.step(kk, s, a, config))(
+            state, reward, _ = jax.vmap(lambda kk, s, a: model.step(kk, s, a, config))(
                 step_keys, state, actions
             )
             return state, reward
@@ -66,6 +69,7 @@ def env_throughput(
         fn(jax.random.key(1 + i)).block_until_ready()
         seconds = min(seconds, time.perf_counter() - t0)
     return {
+        "domain": domain,
         "n_agents": n_agents,
         "batch": batch,
         "steps": steps,
@@ -116,7 +120,8 @@ class CompileLog:
 
 def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
                  measured_episodes: int | None = None,
-                 compile_cache: str | None = None) -> dict[str, float]:
+                 compile_cache: str | None = None, domain: str = "cloud",
+                 env: dict | None = None) -> dict[str, float]:
     """Wall time of `dgpg train` (one seed, `episodes` episodes) in a temporary folder, with
     compilation separated; the run stops before its final test evaluation.
 
@@ -138,7 +143,10 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
     measured = episodes if measured_episodes is None else min(episodes, measured_episodes)
     # one episode more than measured: the run stops before its test evaluation, which is not
     # part of the timing
-    run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes + 1, seed=0)
+    from dgpg.config import overrides_json
+
+    run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes + 1, seed=0, domain=domain,
+                    overrides=overrides_json(env=env))
     marks: list[tuple[float, int, float]] = []
 
     def mark(episode: int, stats: dict) -> None:
@@ -150,6 +158,7 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
     t_loop, _, compile_s = marks[-1]
     per_episode = (t_loop - marks[0][0]) / max(1, measured - 1)
     return {
+        "domain": domain,
         "n_agents": n_agents,
         "episodes": episodes,
         "measured_episodes": measured,
@@ -179,7 +188,8 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float]:
 
 
 def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
-                  dense: bool = False) -> dict[str, float]:
+                  dense: bool = False, domain: str = "cloud",
+                  env: dict | None = None) -> dict[str, float]:
     """Seconds of one training episode of one seed, split into its parts, each compiled alone:
     the training roll-out, the update, the validation roll-outs (greedy, on the validation
     scenarios), and the environment-only cost of the same roll-outs (1 + 10 episodes with
@@ -187,11 +197,13 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     one compiled call, as `dgpg train` runs it) plus validation; `ratio_to_env` divides it by
     the environment-only seconds. Best of `repeats` calls after the compiling one. `dense`
     scores every job slot, not only the occupied ones (for before/after ratios)."""
+    from dgpg.config import overrides_json
     from dgpg.evaluation import VALIDATION_SEEDS, rollout
     from dgpg.learners.ppo import init_runner, make_rollout, make_train_episode, make_update
     from dgpg.training import RunConfig, make_validator
 
-    run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0)
+    run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0, domain=domain,
+                    overrides=overrides_json(env=env))
     tcfg, ecfg = run.train_config(), run.env_config()
     seeds = jnp.stack([jax.random.key(0)])
     runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(seeds)
@@ -218,6 +230,7 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     env_only = jax.jit(jax.vmap(lambda k: jnp.sum(rollout(random_policy, k, ecfg)["reward"])))
     _, t_env = _timed(env_only, env_keys, repeats=repeats)
     return {
+        "domain": domain,
         "n_agents": n_agents,
         "algo": algo,
         "dense": dense,

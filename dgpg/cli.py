@@ -31,7 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    help="Descent-Guided Policy Gradient and the HeteroCloud scheduling environment.",
+    help="Descent-Guided Policy Gradient, the HeteroCloud scheduling environment and RoadNet "
+         "traffic assignment.",
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -52,7 +53,8 @@ def _options(
                            help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Descent-Guided Policy Gradient and the HeteroCloud scheduling environment."""
+    """Descent-Guided Policy Gradient, the HeteroCloud scheduling environment and RoadNet
+    traffic assignment."""
 
 EXPERIMENTS = ("fig1", "fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash",
                "alignment", "ablation", "actors")
@@ -61,6 +63,7 @@ GRID_EXPERIMENTS = ("fig3", "tuning", "fig4", "fig5", "variance", "nash", "align
                     "ablation", "actors")
 """Experiments whose grid has several N (--agents picks part of it)."""
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
+"""The cloud's metrics in `dgpg evaluate`'s table (`dgpg.domains.SPECS` has every domain's)."""
 
 
 class CLIError(Exception):
@@ -117,8 +120,40 @@ def _compilation_cache() -> None:
         pass  # an unusable cache folder only costs compile time
 
 
+DomainOption = Annotated[
+    str | None, typer.Option("--domain", help="The environment: cloud (HeteroCloud, default) or "
+                             "roads (RoadNet traffic assignment).")
+]
+NetworkOption = Annotated[
+    Path | None, typer.Option("--network", metavar="PATH_PREFIX",
+                              help="RoadNet: the TNTP network with files PATH_PREFIX_net.tntp "
+                                   "and PATH_PREFIX_trips.tntp (default: the generated grid "
+                                   "city; env.network).")
+]
+
+
+def _domain_env(domain: str | None, network: Path | None, default: str | None = "cloud"
+                ) -> tuple[str | None, dict]:
+    """The domain of --domain (`default` when not given) and the env fields of --network;
+    CLIError for an unknown domain or a --network that the domain has no use for."""
+    from dgpg.domains import SPECS
+
+    if domain is not None and domain not in SPECS:
+        raise CLIError(f"unknown domain {domain!r:.40}; known: {', '.join(SPECS)}")
+    domain = domain if domain is not None else default
+    if network is None:
+        return domain, {}
+    if domain is not None and domain != "roads":
+        raise CLIError(f"--network applies to --domain roads, not {domain}")
+    try:
+        return domain, {"network": str(network.expanduser().absolute())}
+    except (OSError, ValueError, RuntimeError) as e:  # e.g. an embedded NUL character
+        raise CLIError(f"--network {str(network)!r:.200}: {e}") from None
+
+
 def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict,
-                  sets: list[str], train_flags: dict | None = None):
+                  sets: list[str], train_flags: dict | None = None,
+                  env_flags: dict | None = None):
     """The run's configuration from its layers (see dgpg.config), checked against `out`;
     `flags` are run fields, `train_flags` TrainConfig fields given as options."""
     from dgpg.config import (
@@ -135,7 +170,7 @@ def _train_config(out: Path, resume: bool, config_file: Path | None, flags: dict
     try:
         layers = [read_file(config_file)] if config_file is not None else []
         layers.append({"run": {k: v for k, v in flags.items() if v is not None},
-                       "train": dict(train_flags or {})})
+                       "train": dict(train_flags or {}), "env": dict(env_flags or {})})
         layers.append(parse_set(sets))
         base = saved_config(out) if resume else DEFAULT_RUN
         run = resolve(base, *layers)
@@ -211,17 +246,21 @@ def train(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     help_keys: Annotated[
-        bool, typer.Option("--help-keys", help="List every key of --set and --config, and exit.")
+        bool, typer.Option("--help-keys", help="List every key of --set and --config (of "
+                           "--domain), and exit.")
     ] = False,
+    domain: DomainOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Train DG-PG, MAPPO or IPPO; writes config.json, metrics.csv, checkpoints, summary.json.
 
     Values come from the defaults (or the run's own configuration with --resume), then
     --config, then the options, then --set."""
+    domain, env_flags = _domain_env(domain, network, default=None)  # None: the run's own
     if help_keys:
         from dgpg.config import help_keys as keys_text
 
-        console.print(keys_text(), markup=False, highlight=False)
+        console.print(keys_text(domain or "cloud"), markup=False, highlight=False)
         return
     if tensorboard:
         import importlib.util
@@ -229,9 +268,9 @@ def train(
         if importlib.util.find_spec("tensorboardX") is None:
             raise CLIError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'")
     flags = {"algo": algo, "n_agents": agents, "episodes": episodes, "seed": seed,
-             "seeds": seeds, "alpha": alpha, "model": model}
+             "seeds": seeds, "alpha": alpha, "model": model, "domain": domain}
     train_flags = {"actor": actor} if actor is not None else {}
-    run = _train_config(out, resume, config_file, flags, set_ or [], train_flags)
+    run = _train_config(out, resume, config_file, flags, set_ or [], train_flags, env_flags)
     out = _output_dir(out)
 
     _compilation_cache()
@@ -244,7 +283,7 @@ def train(
         from dgpg.tensorboard import TensorBoardLogger
 
         logger = TensorBoardLogger(out / "tensorboard")
-    label = f"{run.algo} N={run.n_agents}"
+    label = f"{run.algo} N={run.n_agents}" + ("" if run.domain == "cloud" else f" ({run.domain})")
     plain = not err_console.is_terminal  # a log file or a batch job: one line per event
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
@@ -285,8 +324,10 @@ def train(
     table = Table(title=f"{label}, {run.episodes} episodes, {run.seeds} seed(s)")
     table.add_column("")
     table.add_column("value", justify="right")
+    reference = summary.get("reference", "best-fit-central")
     for key, name in SUMMARY_ROWS:
         value = summary.get(key)
+        name = name.replace("best-fit-central", reference)
         table.add_row(name, "-" if value is None else
                       f"{value:.2f}" if isinstance(value, float) else str(value))
     console.print(table)
@@ -328,17 +369,19 @@ def _checkpoint_policies(path: Path, actor: str | None = None):
 
 POLICY_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
                 "analytical", "model-greedy")
-"""The heuristics of dgpg.heuristics.HEURISTICS, named here so that a bad name is refused
-before JAX loads."""
+"""The cloud's heuristics (dgpg.heuristics.HEURISTICS); `dgpg.domains.SPECS` names every
+domain's, so that a bad name is refused before JAX loads."""
 METRIC_LEGEND = {"return": "return", "imbalance": "imbal.", "overload": "overl.",
-                 "drop_rate": "drop", "slowdown": "slowd.", "throughput": "thrpt."}
+                 "drop_rate": "drop", "slowdown": "slowd.", "throughput": "thrpt.",
+                 "mean_travel_time": "time", "so_ratio": "/SO", "gap": "gap"}
 
 
 def _cell(mean: float, ci: float) -> str:
     return f"{mean:.4g} ± {ci:.2g}"
 
 
-def metrics_table(records: list[dict], title: str, width: int) -> Table:
+def metrics_table(records: list[dict], title: str, width: int,
+                  metrics: tuple[str, ...] = TABLE_METRICS) -> Table:
     """The evaluate table: every metric as mean ± 95 % CI when that fits in `width` columns;
     otherwise the return with its CI and the other metrics' means under short names, with a
     legend."""
@@ -347,36 +390,37 @@ def metrics_table(records: list[dict], title: str, width: int) -> Table:
 
     wide = Table(title=title)
     wide.add_column("policy", no_wrap=True)
-    for metric in TABLE_METRICS:
+    for metric in metrics:
         wide.add_column(metric, justify="right", no_wrap=True)
     for r in records:
-        wide.add_row(r["policy"], *(_cell(r[m]["mean"], r[m]["ci95"]) for m in TABLE_METRICS))
+        wide.add_row(r["policy"], *(_cell(r[m]["mean"], r[m]["ci95"]) for m in metrics))
     probe = Console(width=10_000, file=io.StringIO())
     if Measurement.get(probe, probe.options, wide).maximum <= width:
         return wide
     narrow = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                    caption=(
         "means; ± is the return's 95 % CI; " + ", ".join(
-            f"{short} = {m}" for m, short in METRIC_LEGEND.items() if short != m)
+            f"{METRIC_LEGEND[m]} = {m}" for m in metrics if METRIC_LEGEND[m] != m)
         + "; every CI: --json or --markdown"), caption_justify="left")
     narrow.add_column("policy", no_wrap=True)
     narrow.add_column("return", justify="right", no_wrap=True)
     narrow.add_column("±", justify="right", no_wrap=True)
-    for metric in TABLE_METRICS[1:]:
+    for metric in metrics[1:]:
         narrow.add_column(METRIC_LEGEND[metric], justify="right", no_wrap=True)
     for r in records:
         narrow.add_row(r["policy"], f"{r['return']['mean']:.1f}", f"{r['return']['ci95']:.3g}",
-                       *(f"{r[m]['mean']:.3g}" for m in TABLE_METRICS[1:]))
+                       *(f"{r[m]['mean']:.3g}" for m in metrics[1:]))
     return narrow
 
 
-def metrics_markdown(records: list[dict], title: str) -> str:
+def metrics_markdown(records: list[dict], title: str,
+                     metrics: tuple[str, ...] = TABLE_METRICS) -> str:
     """The evaluate table in Markdown, every metric as mean ± 95 % CI."""
-    lines = [f"**{title}**", "", "| policy | " + " | ".join(TABLE_METRICS) + " |",
-             "|---|" + "---|" * len(TABLE_METRICS)]
+    lines = [f"**{title}**", "", "| policy | " + " | ".join(metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
     for r in records:
         lines.append(f"| {r['policy']} | " + " | ".join(
-            _cell(r[m]["mean"], r[m]["ci95"]) for m in TABLE_METRICS) + " |")
+            _cell(r[m]["mean"], r[m]["ci95"]) for m in metrics) + " |")
     return "\n".join(lines)
 
 
@@ -406,15 +450,27 @@ def evaluate(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print a Markdown table instead.")
     ] = False,
+    domain: DomainOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Evaluate heuristics or a trained checkpoint on the test scenarios: mean and 95 % CI of
     the return and its terms."""
+    from dgpg.domains import SPECS
+
+    if checkpoint is not None and network is not None:
+        raise CLIError("--network applies to heuristics; a checkpoint is evaluated on its own "
+                       "network")
+    given_domain = domain
+    domain, env_flags = _domain_env(domain, network)
+    spec = SPECS[domain]
+    known = spec.heuristics
     if not policy and checkpoint is None:
-        raise CLIError("give --policy NAME (one of: " + ", ".join(POLICY_NAMES) + ", all) "
+        raise CLIError("give --policy NAME (one of: " + ", ".join(known) + ", all) "
                        "or --checkpoint PATH")
     for name in policy or []:
-        if name not in POLICY_NAMES and name != "all":
-            raise CLIError(f"unknown policy {name!r:.40}; known: {', '.join(POLICY_NAMES)}, all")
+        if name not in known and name != "all":
+            where = "" if domain == "cloud" else f" in the {domain} domain"
+            raise CLIError(f"unknown policy {name!r:.40}{where}; known: {', '.join(known)}, all")
     if as_json and markdown:
         raise CLIError("give --json or --markdown, not both")
     if actor is not None:
@@ -424,7 +480,7 @@ def evaluate(
             raise CLIError("--actor applies to a --checkpoint (heuristics have no actor)")
         if actor not in ACTOR_NAMES:
             raise CLIError(f"unknown actor {actor!r:.40}; known: {', '.join(ACTOR_NAMES)}")
-    names = list(POLICY_NAMES) if policy and "all" in policy else list(dict.fromkeys(policy or []))
+    names = list(known) if policy and "all" in policy else list(dict.fromkeys(policy or []))
     if checkpoint is not None:  # a missing file is refused before JAX loads
         try:
             target = checkpoint / "checkpoints" / "best.ckpt" if checkpoint.is_dir() else checkpoint
@@ -434,23 +490,35 @@ def evaluate(
         if missing:
             raise CLIError(f"checkpoint not found: {target}")
 
-    _compilation_cache()
-    from dgpg.envs.cloud import EnvConfig
-    from dgpg.evaluation import TEST_SEEDS, evaluate_many, mean_ci
-    from dgpg.heuristics import HEURISTICS
+    if checkpoint is None:  # a bad network or N is refused before JAX loads
+        from dgpg.config import make_env_config
 
-    policies = {name: HEURISTICS[name] for name in names}
+        try:
+            config = make_env_config(agents if agents is not None else 10, env_flags, domain)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+
+    _compilation_cache()
+    from dgpg.domains import domain_of, get_domain
+    from dgpg.evaluation import TEST_SEEDS, evaluate_many, mean_ci
+
     if checkpoint is not None:
         trained, config = _checkpoint_policies(checkpoint, actor)
+        trained_in = domain_of(config).name
+        if given_domain is not None and given_domain != trained_in:
+            raise CLIError(f"--domain {given_domain} contradicts the checkpoint, which was "
+                           f"trained in the {trained_in} domain; leave --domain out")
         if agents is not None and agents != config.n_agents:
             raise CLIError(f"--agents {agents} contradicts the checkpoint, which was trained at "
                            f"N = {config.n_agents}; leave --agents out")
+        domain, spec = trained_in, SPECS[trained_in]
+        if unknown := [name for name in names if name not in spec.heuristics]:
+            raise CLIError(f"unknown policy {unknown[0]!r:.40} in the {domain} domain of the "
+                           f"checkpoint; known: {', '.join(spec.heuristics)}")
+    heuristics = get_domain(domain).heuristics
+    policies = {name: heuristics[name] for name in names}
+    if checkpoint is not None:
         policies.update(trained)
-    else:
-        try:
-            config = EnvConfig(n_agents=agents if agents is not None else 10)
-        except ValueError as e:
-            raise CLIError(str(e)) from None
     n = config.n_agents
     seeds = TEST_SEEDS[:scenarios]
     names = list(policies)
@@ -465,18 +533,18 @@ def evaluate(
     records = dict(zip(names, results, strict=True))
     rows = []
     for name in policies:
-        record = {"policy": name, "n_agents": n, "scenarios": len(seeds)}
+        record = {"policy": name, "domain": domain, "n_agents": n, "scenarios": len(seeds)}
         for metric, v in records[name].items():
             mean, ci = mean_ci(v)
             record[metric] = {"mean": mean, "ci95": ci}
         rows.append(record)
-    title = f"HeteroCloud, N={n}, {len(seeds)} test scenarios (mean ± 95% CI)"
+    title = f"{spec.title}, N={n}, {len(seeds)} test scenarios (mean ± 95% CI)"
     if as_json:
         print(json.dumps(rows, indent=2))
     elif markdown:
-        print(metrics_markdown(rows, title))
+        print(metrics_markdown(rows, title, spec.table_metrics))
     else:
-        console.print(metrics_table(rows, title, console.width))
+        console.print(metrics_table(rows, title, console.width, spec.table_metrics))
 
 
 def _parse_agents(text: str, option: str = "--agents") -> list[int]:
@@ -696,6 +764,8 @@ def bench(
                      "values, e.g. 20,200."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+    domain: DomainOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Environment throughput (agent-steps per second, compiled, a batch of environments);
     with --train, DG-PG training wall time (compilation reported apart); with --split, a
@@ -715,35 +785,40 @@ def bench(
 
     ns = _parse_agents(agents)
     split_ns = _parse_agents(split, "--split") if split is not None else []
-    from dgpg.envs.config import EnvConfig
+    domain, env = _domain_env(domain, network)
+    from dgpg.config import make_env_config
+    from dgpg.domains import SPECS
 
-    for option, values in (("--agents", ns), ("--split", split_ns)):
+    for option, values in (("--agents", ns), ("--split", split_ns),
+                           ("--train", [n for n, _ in train_runs])):
         for n in values:
             try:
-                EnvConfig(n_agents=n)
+                make_env_config(n, env, domain)
             except ValueError as e:
                 raise CLIError(f"{option} {n}: {e}") from None
     from dgpg.bench import env_throughput, in_fresh_process, train_timing
+    where = {"domain": domain, "env": env}
     records = []
     with _progress() as progress:
         for n in ns:
             task = progress.add_task(f"benchmarking N={n}")
-            records.append({"kind": "env", **env_throughput(n, steps=steps)})
+            records.append({"kind": "env", **env_throughput(n, steps=steps, **where)})
             progress.remove_task(task)
         timings = []
         for n, episodes in train_runs:
             task = progress.add_task(f"training DG-PG at N={n}, {episodes} episodes")
-            timings.append({"kind": "train", **train_timing(n, episodes)})
+            timings.append({"kind": "train", **train_timing(n, episodes, **where)})
             progress.remove_task(task)
         splits = []
         for n in split_ns:
             task = progress.add_task(f"timing a training episode at N={n} part by part")
-            splits.append({"kind": "split", **in_fresh_process("split", n_agents=n)})
+            splits.append({"kind": "split", **in_fresh_process("split", n_agents=n, **where)})
             progress.remove_task(task)
     if as_json:
         print(json.dumps(records + timings + splits, indent=2))
         return
-    table = Table(title=f"HeteroCloud environment throughput ({records[0]['device']})")
+    table = Table(title=f"{SPECS[domain].title} environment throughput "
+                        f"({records[0]['device']})")
     for col in ("N", "batch", "agent-steps/s", "step time (ms, whole batch)", "compile (s)"):
         table.add_column(col, justify="right")
     for r in records:

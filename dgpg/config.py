@@ -2,9 +2,11 @@
 
 A run is described in three sections, the same as in its `config.json`:
 
-    run    what `dgpg train` asks for: algo, n_agents, episodes, seed, seeds, alpha, model
+    run    what `dgpg train` asks for: algo, n_agents, episodes, seed, seeds, alpha, model,
+           domain
     train  every other field of the learner's `TrainConfig` (learning_rate, ent_coef, ...)
-    env    every other field of the environment's `EnvConfig` (arrival_rate, drop_weight, ...)
+    env    every other field of the domain's environment configuration (the cloud's
+           `EnvConfig`: arrival_rate, drop_weight, ...; RoadNet's `RoadConfig`: network, ...)
 
 Values come in layers, later ones winning: the defaults (or, on resume, the run's own
 configuration), a TOML or JSON file (`--config FILE`, the sections above as tables; a run's
@@ -26,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from dgpg.envs.config import EnvConfig
-from dgpg.learners.config import ALGORITHMS, DEFAULT_MODEL, MODEL_NAMES, TUNED, TrainConfig
+from dgpg.domains import DEFAULT_DOMAIN, SPECS, get_spec
+from dgpg.learners.config import ALGORITHMS, DEFAULT_MODEL, TUNED, TrainConfig
 
 NO_MODEL = "none"
 SECTIONS = ("run", "train", "env")
@@ -69,9 +71,9 @@ def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- the run
 
 
-def make_env_config(n_agents: int, env: dict[str, Any]) -> EnvConfig:
-    """The environment configuration of a run: N agents and the 'env' overrides."""
-    return EnvConfig(n_agents=n_agents, **env)
+def make_env_config(n_agents: int, env: dict[str, Any], domain: str = DEFAULT_DOMAIN) -> Any:
+    """The environment configuration of a run in `domain`: N agents and the 'env' overrides."""
+    return get_spec(domain).config_type()(n_agents=n_agents, **env)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,17 +90,23 @@ class RunConfig:
     alpha: float = 0.5
     model: str = DEFAULT_MODEL
     """DG-PG's analytical model; "none" for MAPPO and IPPO, which use no model."""
+    domain: str = DEFAULT_DOMAIN
+    """The environment (`dgpg.domains`): cloud or roads."""
     overrides: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
             raise ConfigError(f"unknown algorithm {self.algo!r:.40}; known: "
                               f"{', '.join(ALGORITHMS)}")
+        if not isinstance(self.domain, str) or self.domain not in SPECS:
+            raise ConfigError(f"unknown domain {self.domain!r:.40}; known: {', '.join(SPECS)}")
+        models = SPECS[self.domain].models
         if self.algo != "dgpg":
             object.__setattr__(self, "model", NO_MODEL)
-        elif not isinstance(self.model, str) or self.model not in MODEL_NAMES:
-            raise ConfigError(f"unknown model {self.model!r:.40}; known: "
-                              f"{', '.join(MODEL_NAMES)}")
+        elif not isinstance(self.model, str) or self.model not in models:
+            where = "" if self.domain == DEFAULT_DOMAIN else f" in the {self.domain} domain"
+            raise ConfigError(f"unknown model {self.model!r:.40}{where}; known: "
+                              f"{', '.join(models)}")
         for name, (lo, hi) in RUN_LIMITS.items():
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, int | np.integer)
@@ -116,7 +124,7 @@ class RunConfig:
             defaults = self._defaults(section)
             kept[section] = {}
             for key, value in given[section].items():
-                value = coerce(section, key, value)
+                value = coerce(section, key, value, self.domain)
                 if value != defaults[key]:
                     kept[section][key] = value
         object.__setattr__(self, "overrides", overrides_json(**kept))
@@ -129,7 +137,7 @@ class RunConfig:
     def _defaults(self, section: str) -> dict[str, Any]:
         if section == "train":
             return dataclasses.asdict(TrainConfig(**TUNED[self.algo]))
-        return dataclasses.asdict(EnvConfig())
+        return _env_defaults(self.domain)
 
     def train_config(self) -> TrainConfig:
         """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
@@ -138,8 +146,10 @@ class RunConfig:
         model = {"model": self.model} if self.algo == "dgpg" else {}
         return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **fields)
 
-    def env_config(self) -> EnvConfig:
-        return make_env_config(self.n_agents, parse_overrides(self.overrides)["env"])
+    def env_config(self) -> Any:
+        """The environment configuration of the run's domain (`EnvConfig`, `RoadConfig`)."""
+        return make_env_config(self.n_agents, parse_overrides(self.overrides)["env"],
+                               self.domain)
 
     def to_json(self) -> dict[str, Any]:
         """The three sections, resolved: what config.json holds."""
@@ -179,10 +189,24 @@ def upgrade_run_dict(run: Any) -> Any:
 
 
 @functools.cache
-def settable_keys() -> dict[str, type]:
-    """Every `SECTION.FIELD` that a file or `--set` may give, with its type."""
+def _env_defaults(domain: str) -> dict[str, Any]:
+    return dataclasses.asdict(SPECS[domain].config_type()())
+
+
+@functools.cache
+def settable_keys(domain: str | None = None) -> dict[str, type]:
+    """Every `SECTION.FIELD` that a file or `--set` may give in `domain`, with its type; with
+    no domain, those of every domain (a field that two domains share has one type)."""
+    if domain is None:
+        keys = {}
+        for name in SPECS:
+            for key, kind in settable_keys(name).items():
+                if keys.setdefault(key, kind) is not kind:
+                    raise TypeError(f"{key} has two types: {keys[key]} and {kind}")
+        return keys
     keys: dict[str, type] = {}
-    for section, cls in (("run", RunConfig), ("train", TrainConfig), ("env", EnvConfig)):
+    for section, cls in (("run", RunConfig), ("train", TrainConfig),
+                         ("env", SPECS[domain].config_type())):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if section == "run" and f.name == "overrides":
@@ -193,15 +217,18 @@ def settable_keys() -> dict[str, type]:
     return keys
 
 
-def coerce(section: str, field: str, value: Any) -> Any:
-    """`value` as the type of `section.field` (text from `--set` is parsed); ConfigError if the
-    key is unknown or the value has another type."""
+def coerce(section: str, field: str, value: Any, domain: str | None = None) -> Any:
+    """`value` as the type of `section.field` in `domain` (any domain if None; text from `--set`
+    is parsed); ConfigError if the key is unknown or the value has another type."""
     key = f"{section}.{field}"
-    kind = settable_keys().get(key)
+    kind = settable_keys(domain).get(key)
     if kind is None:
         if section in ("train", "env") and field in RUN_ONLY:
             target = "run.n_agents (--agents)" if field == "n_agents" else f"run.{field}"
             raise ConfigError(f"{key} is set as {target}")
+        if others := [d for d in SPECS if key in settable_keys(d)]:
+            raise ConfigError(f"{key} is not a key of the {domain} domain but of "
+                              f"{', '.join(others)} (--domain {others[0]})")
         raise ConfigError(f"unknown key {key!r:.60}; see `dgpg train --help-keys` for the "
                           "keys")
     if isinstance(value, str) and kind is not str:
@@ -313,6 +340,9 @@ def differences(old: RunConfig, new: RunConfig,
                 ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
     """(KEY, OLD, NEW) for every resolved key in which two configurations differ."""
     flat_old, flat_new = _flat(old), _flat(new)
+    if old.domain != new.domain:  # their other sections have nothing in common
+        flat_old, flat_new = ({k: v for k, v in flat.items() if k.startswith("run.")}
+                              for flat in (flat_old, flat_new))
     return [(k, flat_old[k], flat_new[k]) for k in flat_old
             if k not in ignore and flat_old[k] != flat_new[k]]
 
@@ -320,7 +350,7 @@ def differences(old: RunConfig, new: RunConfig,
 def _flat(run: RunConfig) -> dict[str, Any]:
     data = run.to_json()
     return {f"{s}.{k}": v for s in SECTIONS for k, v in data[s].items()
-            if f"{s}.{k}" in settable_keys()}
+            if f"{s}.{k}" in settable_keys(run.domain)}
 
 
 def _name_section(message: str, sections: tuple[str, ...] = ("train", "env")) -> str:
@@ -333,11 +363,11 @@ def _name_section(message: str, sections: tuple[str, ...] = ("train", "env")) ->
     return message
 
 
-def help_keys() -> str:
-    """Every settable key with its type and default (for `dgpg train --help-keys`)."""
-    defaults = RunConfig(**DEFAULT_RUN).to_json()
+def help_keys(domain: str = DEFAULT_DOMAIN) -> str:
+    """Every settable key of `domain` with its type and default (`dgpg train --help-keys`)."""
+    defaults = RunConfig(**DEFAULT_RUN, domain=domain).to_json()
     lines = []
-    for key, kind in settable_keys().items():
+    for key, kind in settable_keys(domain).items():
         section, field = key.split(".")
         default = defaults[section][field]
         if section == "train" and field in ("learning_rate", "ent_coef"):

@@ -309,6 +309,8 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
         "test_return_sampled": sampled_mean,
         "test_return_sampled_ci": sampled_ci,
         "model": run.model,
+        "domain": run.domain,
+        "reference": domain.reference,
         "episodes_to_converge": episodes_to_converge(val_curve, bfc_val),
         "bestfit_central_val_return": bfc_val,
         "bestfit_central_test_return": bfc_test,

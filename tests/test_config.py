@@ -28,7 +28,8 @@ def _other_value(key: str, value):
     """A valid value of `key` other than its default."""
     special = {"run.algo": "ippo", "run.model": "fluid", "run.alpha": 0.25,
                "train.gamma": 0.95, "train.gae_lambda": 0.9, "env.tide_amplitude": 0.4,
-               "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp"}
+               "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp",
+               "run.domain": "roads"}
     if key in special:
         return special[key]
     if isinstance(value, int):
@@ -44,7 +45,7 @@ def _defaults() -> dict:
 
 
 def test_every_field_is_settable_by_set_and_by_file(tmp_path):
-    keys = settable_keys()
+    keys = settable_keys("cloud")
     tcfg_fields = {f.name for f in dataclasses.fields(TrainConfig)} - config.RUN_ONLY
     env_fields = {f.name for f in dataclasses.fields(EnvConfig)} - config.RUN_ONLY
     assert {k for k in keys if k.startswith("train.")} == {f"train.{f}" for f in tcfg_fields}
@@ -66,7 +67,7 @@ def test_every_field_is_settable_by_set_and_by_file(tmp_path):
 
     # all at once: a TOML file and the same --set flags resolve to the same configuration
     values = {k: _other_value(k, defaults[k.split(".")[0]][k.split(".")[1]])
-              for k in keys if k not in ("run.algo", "run.model")}
+              for k in keys if k not in ("run.algo", "run.model", "run.domain")}
     lines = []
     for section in config.SECTIONS:
         lines.append(f"[{section}]")
@@ -202,6 +203,8 @@ def test_heuristic_names_match_the_registry():
     ["train", "--algo", "nope"], ["train", "--set", "train.nope=1"],
     ["train", "--set", "env.arrival_rate=x"], ["train", "--config", "/no/such/file.toml"],
     ["evaluate", "--policy", "nope"], ["reproduce", "nope"], ["bench", "--agents", "x"],
+    ["train", "--domain", "nope"], ["train", "--domain", "roads", "--network", "/no/such/City"],
+    ["evaluate", "--domain", "roads", "--policy", "best-fit"],
 ])
 def test_a_bad_option_fails_fast_without_importing_jax(argv):
     probe = textwrap.dedent(f"""

@@ -15,7 +15,8 @@ from dgpg.analytical.aligned import AlignedModel, AlignedReference, greedy_place
 from dgpg.analytical.base import AnalyticalModel
 from dgpg.analytical.cloud import CloudReference, WaterFillingModel
 from dgpg.analytical.waterfill import potential, water_level, waterfill
-from dgpg.learners.config import DEFAULT_MODEL, MODEL_NAMES
+from dgpg.domains import SPECS
+from dgpg.learners.config import DEFAULT_MODEL
 
 MODELS: dict[str, Callable[..., AnalyticalModel]] = {
     "aligned": lambda env: AlignedModel(env, stand_in="mean-field", horizon="lifetime"),
@@ -24,7 +25,7 @@ MODELS: dict[str, Callable[..., AnalyticalModel]] = {
     "fluid": WaterFillingModel,
 }
 # the names are also listed where a configuration is checked without JAX
-assert tuple(MODELS) == MODEL_NAMES, "dgpg.learners.config.MODEL_NAMES must list every model"
+assert tuple(MODELS) == SPECS["cloud"].models, "dgpg.domains.SPECS must list every cloud model"
 
 
 def make_model(name: str, env_config) -> AnalyticalModel:

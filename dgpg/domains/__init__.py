@@ -11,8 +11,11 @@ learners never name one: they call `domain_of(env_config)` and use its pure func
     model = domain.make_model(name, config)              # an `AnalyticalModel`
 
 Adding a domain is adding its package (environment, model, heuristics), one module here that
-builds its `Domain`, and one entry in `REGISTRY`. An environment configuration names its domain
-in the class attribute `domain`.
+builds its `Domain`, and one entry in `REGISTRY` and in `SPECS`. An environment configuration
+names its domain in the class attribute `domain`.
+
+This module imports neither JAX nor a domain: `SPECS` holds what the command line checks names
+against before JAX loads (a test checks them against the domains themselves).
 """
 
 from __future__ import annotations
@@ -28,6 +31,51 @@ with the class attribute `domain` and at least `n_agents` and `episode_steps`.""
 
 REGISTRY: dict[str, str] = {"cloud": "dgpg.domains.cloud", "roads": "dgpg.domains.roads"}
 """Domain name -> module whose `DOMAIN` is its `Domain` (imported on first use)."""
+DEFAULT_DOMAIN = "cloud"
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainSpec:
+    """What is known of a domain without importing it: its names, for checks before JAX loads."""
+
+    title: str
+    """The environment's name in tables and figures."""
+    config: str
+    """"module:Class" of its environment configuration (a JAX-free module)."""
+    models: tuple[str, ...]
+    """Its analytical models (`Domain.make_model`'s names), the default first."""
+    heuristics: tuple[str, ...]
+    """`Domain.heuristics`' names, in their order."""
+    table_metrics: tuple[str, ...]
+    """The episode metrics that `dgpg evaluate` tabulates, `return` first."""
+
+    def config_type(self) -> type:
+        module, name = self.config.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+SPECS: dict[str, DomainSpec] = {
+    "cloud": DomainSpec(
+        title="HeteroCloud", config="dgpg.envs.config:EnvConfig",
+        models=("aligned", "aligned-state", "aligned-step", "fluid"),
+        heuristics=("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
+                    "analytical", "model-greedy"),
+        table_metrics=("return", "imbalance", "overload", "drop_rate", "slowdown",
+                       "throughput")),
+    "roads": DomainSpec(
+        title="RoadNet", config="dgpg.envs.roads.config:RoadConfig",
+        models=("aligned",),
+        heuristics=("free-flow", "fastest", "random", "so-sample", "model-greedy"),
+        table_metrics=("return", "mean_travel_time", "so_ratio", "gap", "overload")),
+}
+
+
+def get_spec(name: str) -> DomainSpec:
+    """The spec of domain `name`; ValueError naming the known ones."""
+    try:
+        return SPECS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown domain {name!r:.40}; known: {', '.join(SPECS)}") from None
 
 
 @dataclasses.dataclass(frozen=True)

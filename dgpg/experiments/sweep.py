@@ -115,11 +115,29 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
 # --------------------------------------------------------------------------- training task
 
 
-def env_config(n_agents: int, overrides: str = ""):
+def env_config(n_agents: int, overrides: str = "", domain: str = "cloud"):
     """The environment configuration a run with these overrides trains and is evaluated on."""
     from dgpg.config import make_env_config
 
-    return make_env_config(n_agents, parse_overrides(overrides)["env"])
+    return make_env_config(n_agents, parse_overrides(overrides)["env"], domain)
+
+
+def overrides_digest(overrides: str) -> str:
+    """8 hex digits that name a run's overrides in its key. A TNTP network enters as its file
+    name and the digest of its two files, not its path, so that the same run has the same key
+    wherever the files lie."""
+    data = parse_overrides(overrides)
+    network = data["env"].get("network")
+    if network not in (None, "grid"):
+        digest = hashlib.sha256()
+        for suffix in ("_net.tntp", "_trips.tntp"):
+            try:
+                digest.update(Path(f"{network}{suffix}").read_bytes())
+            except OSError:
+                digest.update(b"missing")
+        data["env"]["network"] = f"{Path(network).name}:{digest.hexdigest()[:16]}"
+        overrides = overrides_json(**data)
+    return hashlib.sha256(overrides.encode()).hexdigest()[:8]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +156,8 @@ class RunSpec:
     """JSON of TrainConfig ('train') and EnvConfig ('env') field overrides; '' = defaults."""
     model: str = "aligned"
     """DG-PG's analytical model; "none" for MAPPO and IPPO."""
+    domain: str = "cloud"
+    """The environment (`dgpg.domains`)."""
 
     def __post_init__(self) -> None:
         if self.algo != "dgpg":
@@ -154,9 +174,11 @@ class RunSpec:
         key = (f"{self.algo}_n{self.n_agents}_a{self.alpha:g}_e{self.episodes}"
                f"_s{self.seed}x{self.seeds}")
         if self.overrides:
-            key += "_" + hashlib.sha256(self.overrides.encode()).hexdigest()[:8]
+            key += "_" + overrides_digest(self.overrides)
         if self.model not in ("fluid", "none"):  # runs of the fluid model predate the option
             key += f"_{self.model}"
+        if self.domain != "cloud":  # cloud runs predate the option
+            key += f"_{self.domain}"
         return key
 
     def run_config(self):
@@ -165,7 +187,7 @@ class RunSpec:
         try:
             return RunConfig(algo=self.algo, n_agents=self.n_agents, episodes=self.episodes,
                              seed=self.seed, seeds=self.seeds, alpha=self.alpha,
-                             model=self.model, overrides=self.overrides)
+                             model=self.model, domain=self.domain, overrides=self.overrides)
         except ConfigError as e:
             raise ValueError(f"bad run configuration: {e}") from None
 
@@ -176,6 +198,8 @@ class RunSpec:
             return None
         expected = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
                     "seeds": self.seeds}
+        if self.domain != "cloud":
+            expected["domain"] = self.domain
         if not isinstance(summary, dict) or any(summary.get(k) != v for k, v in expected.items()):
             return None
         if not all(k in summary for k in ("test_return", "test_return_ci", "best_val_return")):

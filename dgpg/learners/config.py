@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-MODEL_NAMES = ("aligned", "aligned-state", "aligned-step", "fluid")
-"""DG-PG's analytical models, built by the registry `dgpg.analytical.MODELS`."""
+from dgpg.domains import SPECS
+
+MODEL_NAMES = tuple(dict.fromkeys(m for spec in SPECS.values() for m in spec.models))
+"""DG-PG's analytical models in every domain (a run's domain has some of them: `SPECS`; the
+cloud's are built by `dgpg.analytical.MODELS`)."""
 DEFAULT_MODEL = "aligned"
 
 ALGORITHMS = ("dgpg", "mappo", "ippo")
