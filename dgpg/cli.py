@@ -57,10 +57,10 @@ def _options(
     traffic assignment."""
 
 EXPERIMENTS = ("fig1", "fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash",
-               "alignment", "ablation", "actors")
+               "alignment", "ablation", "actors", "roads")
 """In the order of `dgpg reproduce all` (tuning before figure 4, which uses its winners)."""
 GRID_EXPERIMENTS = ("fig3", "tuning", "fig4", "fig5", "variance", "nash", "alignment",
-                    "ablation", "actors")
+                    "ablation", "actors", "roads")
 """Experiments whose grid has several N (--agents picks part of it)."""
 TABLE_METRICS = ("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput")
 """The cloud's metrics in `dgpg evaluate`'s table (`dgpg.domains.SPECS` has every domain's)."""
@@ -569,15 +569,16 @@ def _grid_part(name: str, quick: bool, agents: str | None):
     full = getattr(importlib.import_module(f"dgpg.experiments.{name}"),
                    "QUICK" if quick else "FULL")
     ns = _parse_agents(agents)
-    if unknown := sorted(set(ns) - set(full.n_agents)):
+    grid_ns = full.agent_counts() if hasattr(full, "agent_counts") else full.n_agents
+    if unknown := sorted(set(ns) - set(grid_ns)):
         raise CLIError(f"--agents {','.join(map(str, unknown))}: not in {name}'s grid "
-                       f"(N = {', '.join(map(str, full.n_agents))})")
-    return dataclasses.replace(full, n_agents=tuple(n for n in full.n_agents if n in ns))
+                       f"(N = {', '.join(map(str, grid_ns))})")
+    return dataclasses.replace(full, n_agents=tuple(n for n in grid_ns if n in ns))
 
 
 def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds: int | None,
                     backend: str, address: str | None, workers: int | None,
-                    grid=None) -> float:
+                    grid=None, tntp: str | None = None) -> float:
     """Run one experiment with a progress display; returns its wall time in seconds.
     `grid` replaces the experiment's FULL or QUICK grid when given."""
     import importlib
@@ -606,6 +607,10 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
         try:
             if name == "fig1":
                 module.run(out, quick=quick)
+            elif name == "roads":
+                module.run(out, quick=quick, seeds=seeds, backend=backend, address=address,
+                           workers=workers, runs=runs, grid=grid, progress=on_progress,
+                           tntp=tntp)
             else:
                 module.run(out, quick=quick, seeds=seeds, backend=backend, address=address,
                            workers=workers, runs=runs, grid=grid, progress=on_progress)
@@ -676,7 +681,13 @@ def reproduce(
     agents: Annotated[
         str | None, typer.Option("--agents", help="Only these N of the grid, comma-separated "
                                  "(fig3, fig4, fig5, variance, nash, alignment, ablation, "
-                                 "actors): run or draw part of it.")
+                                 "actors, roads): run or draw part of it.")
+    ] = None,
+    network: Annotated[
+        Path | None, typer.Option("--network", metavar="PATH_PREFIX",
+                                  help="roads: the Sioux Falls TNTP files, PATH_PREFIX_net.tntp "
+                                       "and PATH_PREFIX_trips.tntp (without it: the grid "
+                                       "cities only).")
     ] = None,
 ) -> None:
     """Run one of the paper's experiments (or all); writes PNG, CSV and a Markdown table under
@@ -695,6 +706,18 @@ def reproduce(
 
         if importlib.util.find_spec("ray") is None:
             raise CLIError("the ray backend needs Ray: pip install -e '.[ray]'")
+    tntp = None
+    if network is not None:
+        if name not in ("roads", "all"):
+            raise CLIError(f"--network applies to roads, not {name}")
+        from dgpg.config import make_env_config
+
+        _, env = _domain_env("roads", network)
+        try:
+            make_env_config(1, env, "roads")
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        tntp = env["network"]
     grid = _grid_part(name, quick, agents)
     if runs is not None:
         _check_output_dir(runs)
@@ -706,8 +729,10 @@ def reproduce(
     names = EXPERIMENTS if name == "all" else (name,)
     for n in names:
         folder = _output_dir(out / n) if name == "all" else out
+        if n == "roads" and tntp is None and not quick:
+            _note("roads: no --network given, so Sioux Falls is left out (the grid cities only)")
         seconds = _run_experiment(n, folder, runs, quick, seeds, backend, address, workers,
-                                  grid)
+                                  grid, tntp)
         console.print(f"[bold]{n}[/bold]: wrote {folder}/{n}.png, {n}*.csv, {n}.md "
                       f"in {seconds:.0f} s")
         table = folder / f"{n}.md"

@@ -104,6 +104,8 @@ class HeuristicSpec:
     """Same meaning as RunSpec.overrides (only the 'env' part is used)."""
     scenarios: str = "test"
     """test or validation."""
+    domain: str = "cloud"
+    """The environment (`dgpg.domains`); `heuristics` are its names."""
 
     def __post_init__(self) -> None:
         if self.scenarios not in SCENARIOS:
@@ -113,9 +115,11 @@ class HeuristicSpec:
     @property
     def key(self) -> str:
         names = ",".join(self.heuristics)
-        digest = hashlib.sha256(f"{names}|{self.overrides}".encode()).hexdigest()[:8]
+        overrides = sweep.canonical_overrides(self.overrides)  # the same wherever a network lies
+        digest = hashlib.sha256(f"{names}|{overrides}".encode()).hexdigest()[:8]
         prefix = "heuristics" if self.scenarios == "test" else f"{self.scenarios}_heuristics"
-        return f"{prefix}_n{self.n_agents}_{digest}"
+        suffix = "" if self.domain == "cloud" else f"_{self.domain}"  # cloud keys predate it
+        return f"{prefix}_n{self.n_agents}_{digest}{suffix}"
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -129,15 +133,16 @@ class HeuristicSpec:
         return data
 
     def execute(self, folder: Path) -> dict[str, Any]:
+        from dgpg.domains import get_domain
         from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci
-        from dgpg.heuristics import get_heuristic
 
         folder.mkdir(parents=True, exist_ok=True)
-        config = sweep.env_config(self.n_agents, self.overrides)
+        config = sweep.env_config(self.n_agents, self.overrides, self.domain)
+        heuristics = get_domain(self.domain).heuristics
         seeds = TEST_SEEDS if self.scenarios == "test" else VALIDATION_SEEDS
         policies = {}
         for name in self.heuristics:
-            values = evaluate(get_heuristic(name), config, seeds)
+            values = evaluate(heuristics[name], config, seeds)
             policies[name] = {m: dict(zip(("mean", "ci95"), mean_ci(v), strict=True))
                               for m, v in values.items()}
         data = {"n_agents": self.n_agents, "scenarios": len(seeds), "policies": policies}

@@ -122,22 +122,27 @@ def env_config(n_agents: int, overrides: str = "", domain: str = "cloud"):
     return make_env_config(n_agents, parse_overrides(overrides)["env"], domain)
 
 
-def overrides_digest(overrides: str) -> str:
-    """8 hex digits that name a run's overrides in its key. A TNTP network enters as its file
-    name and the digest of its two files, not its path, so that the same run has the same key
-    wherever the files lie."""
+def canonical_overrides(overrides: str) -> str:
+    """The overrides as task keys see them: a TNTP network as its file name and the digest of
+    its two files, not its path, so that the same run has the same key wherever the files lie
+    (other overrides unchanged)."""
     data = parse_overrides(overrides)
     network = data["env"].get("network")
-    if network not in (None, "grid"):
-        digest = hashlib.sha256()
-        for suffix in ("_net.tntp", "_trips.tntp"):
-            try:
-                digest.update(Path(f"{network}{suffix}").read_bytes())
-            except OSError:
-                digest.update(b"missing")
-        data["env"]["network"] = f"{Path(network).name}:{digest.hexdigest()[:16]}"
-        overrides = overrides_json(**data)
-    return hashlib.sha256(overrides.encode()).hexdigest()[:8]
+    if network in (None, "grid"):
+        return overrides
+    digest = hashlib.sha256()
+    for suffix in ("_net.tntp", "_trips.tntp"):
+        try:
+            digest.update(Path(f"{network}{suffix}").read_bytes())
+        except OSError:
+            digest.update(b"missing")
+    data["env"]["network"] = f"{Path(network).name}:{digest.hexdigest()[:16]}"
+    return overrides_json(**data)
+
+
+def overrides_digest(overrides: str) -> str:
+    """8 hex digits that name a run's overrides in its key (`canonical_overrides`)."""
+    return hashlib.sha256(canonical_overrides(overrides).encode()).hexdigest()[:8]
 
 
 @dataclasses.dataclass(frozen=True)

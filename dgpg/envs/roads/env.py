@@ -290,7 +290,9 @@ def step(
 
     Returns the next period's state, the team reward -TSTT / demand (time units per vehicle)
     and the period's metrics (scalars): `reward`; `tstt` (vehicles x time); `so_tstt`, the
-    candidate-path system optimum's TSTT for this period's demand; `demand` (all vehicles) and
+    candidate-path system optimum's TSTT for this period's demand and `so_reward`, the reward
+    of routing at it (the best reward of the period, to the solver's accuracy); `demand` (all
+    vehicles) and
     `agent_demand`; `mean_travel_time` = tstt / demand; `gap`, the relative gap of the agents'
     routing, (sum_k F_k tau_k - sum_i d_i min_k tau_i,k) / sum_k F_k tau_k with the paths' times
     tau (0 when every platoon is on a fastest path); `overload`, the mean over links of
@@ -319,6 +321,7 @@ def step(
         "reward": reward,
         "tstt": tstt,
         "so_tstt": so_tstt,
+        "so_reward": -so_tstt / jnp.maximum(demand, 1e-6),
         "demand": demand,
         "agent_demand": agent_demand,
         "mean_travel_time": tstt / jnp.maximum(demand, 1e-6),
@@ -451,8 +454,8 @@ def slot_capacity(rows: int, config: RoadConfig) -> int:
 # total vehicles over the episode (time units per vehicle); `tstt` and `demand` are means per
 # period; `so_ratio` = total TSTT / total candidate-path system-optimum TSTT (>= 1 up to the
 # solver's tolerance); `gap` and `overload` are means per period (see `step`).
-EPISODE_METRICS = ("return", "mean_travel_time", "tstt", "so_ratio", "demand", "gap",
-                   "overload")
+EPISODE_METRICS = ("return", "so_return", "mean_travel_time", "tstt", "so_ratio", "demand",
+                   "gap", "overload")
 
 
 def episode_metrics(step_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -461,6 +464,7 @@ def episode_metrics(step_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
     tstt = jnp.sum(m["tstt"], axis=0)
     return {
         "return": jnp.sum(m["reward"], axis=0),
+        "so_return": jnp.sum(m["so_reward"], axis=0),
         "mean_travel_time": tstt / jnp.maximum(jnp.sum(m["demand"], axis=0), 1e-6),
         "tstt": jnp.mean(m["tstt"], axis=0),
         "so_ratio": tstt / jnp.maximum(jnp.sum(m["so_tstt"], axis=0), 1e-6),
