@@ -15,19 +15,18 @@ Two ways to split the decisions into agents (the `decisions` option):
 
 The pure JAX functions of `dgpg.envs.cloud` are jitted with the `EnvConfig` static, so they compile
 once per distinct config (instances with equal configs share the compiled code, whatever their
-`decisions`); arrays are converted to NumPy at the boundary.
+`decisions`); arrays are converted to NumPy at the boundary. Seeding, stepping and the flattened
+observations are `dgpg.envs.parallel.DispatcherParallelEnv`'s, the same in every domain.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pettingzoo
 
 from dgpg.envs import cloud
 from dgpg.envs.cloud import (
@@ -36,6 +35,7 @@ from dgpg.envs.cloud import (
     EnvConfig,
     EnvState,
 )
+from dgpg.envs.parallel import DispatcherParallelEnv, check_agents
 
 TEAM_METRICS = ("imbalance", "overload", "drop_rate", "arrived", "rejected", "shed")
 """Metrics every agent's info holds (besides the other metrics of the step)."""
@@ -46,27 +46,10 @@ DECISIONS = ("per-dispatcher", "per-slot")
 GROUP_NAME = "agents"
 """Name of the single agent group of `HeteroCloudParallelEnv.group_map`."""
 
-_SEED_LIMIT = 2**32  # jax.random.key keeps only 32 bits of the seed when x64 is disabled
-
 
 def _context_low() -> np.ndarray:
     """Lower bounds of the context features: sin and cos of the tidal phase, then utilisations."""
     return np.array([-1.0, -1.0, 0.0, 0.0], np.float32)
-
-
-def _flat_observation(state: EnvState, config: EnvConfig) -> jax.Array:
-    """All agents' flattened local observations, shape (N, K*9 + J*6 + 4)."""
-    obs = cloud.observe(state, config)
-    n = config.n_agents
-    return jnp.concatenate(
-        [obs.candidates.reshape(n, -1), obs.jobs.reshape(n, -1), obs.context], axis=1
-    ).astype(jnp.float32)
-
-
-def _flat_state(state: EnvState, config: EnvConfig) -> jax.Array:
-    """The flattened global state, shape (M*9 + 4,)."""
-    servers, context = cloud.global_state(state, config)
-    return jnp.concatenate([servers.reshape(-1), context]).astype(jnp.float32)
 
 
 def _reset_metrics(state: EnvState, config: EnvConfig) -> dict[str, jax.Array]:
@@ -104,19 +87,7 @@ def _reset(key: jax.Array, config: EnvConfig) -> tuple[EnvState, dict[str, jax.A
     return state, _reset_metrics(state, config)
 
 
-def _step(
-    key: jax.Array, state: EnvState, actions: jax.Array, config: EnvConfig
-) -> tuple[jax.Array, EnvState, jax.Array, dict[str, jax.Array]]:
-    """Split the step-key stream, advance one step; returns the advanced stream too."""
-    key, sub = jax.random.split(key)
-    state, reward, metrics = cloud.step(sub, state, actions, config)
-    return key, state, reward, metrics
-
-
 _jit_reset = jax.jit(_reset, static_argnames="config")
-_jit_step = jax.jit(_step, static_argnames="config")
-_jit_observe = jax.jit(_flat_observation, static_argnames="config")
-_jit_state = jax.jit(_flat_state, static_argnames="config")
 
 
 def _check_decisions(decisions: Any) -> str:
@@ -126,7 +97,7 @@ def _check_decisions(decisions: Any) -> str:
     return decisions
 
 
-class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
+class HeteroCloudParallelEnv(DispatcherParallelEnv):
     """HeteroCloud as a PettingZoo `ParallelEnv` with N dispatchers, K candidate servers per
     dispatcher, J job slots per dispatcher and step, and M servers.
 
@@ -181,15 +152,8 @@ class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
         decisions: str = "per-dispatcher",
         **config_kwargs: Any,
     ):
-        if isinstance(n_agents, bool) or not isinstance(n_agents, int | np.integer):
-            raise ValueError(f"n_agents must be an integer >= 1, got {n_agents!r}")
-        if n_agents < 1:
-            raise ValueError(f"n_agents must be an integer >= 1, got {n_agents!r}")
         self.decisions = _check_decisions(decisions)
-        self.config = EnvConfig(n_agents=int(n_agents), **config_kwargs)
-        self._seed = _check_seed(seed)
-        self.render_mode = None
-
+        self.config = EnvConfig(n_agents=check_agents(n_agents), **config_kwargs)
         c = self.config
         K, J, M = c.n_candidates, c.jobs_per_step, c.n_servers
         obs_low = np.concatenate(
@@ -216,115 +180,23 @@ class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
             shared = gymnasium.spaces.Box(low, high, dtype=np.float32)
             self._observation_spaces = {a: shared for a in self.possible_agents}
             self._action_spaces = {a: gymnasium.spaces.Discrete(K) for a in self.possible_agents}
-        self.agents: list[str] = []
-        # row of each agent: its dispatcher (per-dispatcher) or dispatcher * J + slot (per-slot)
-        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        # an agent's row of the joint actions: its dispatcher (per-dispatcher, J columns) or
+        # dispatcher * J + slot (per-slot, one column)
+        self.action_text = (f"{J} integers" if self.decisions == "per-dispatcher"
+                            else "one integer")
         state_low = np.concatenate([np.zeros(M * N_CANDIDATE_FEATURES, np.float32), _context_low()])
         self.state_space = gymnasium.spaces.Box(state_low, np.inf, dtype=np.float32)
 
-        # jitted with the config static: compiled once per distinct config, shared by instances
-        self._reset = partial(_jit_reset, config=c)
-        self._step = partial(_jit_step, config=c)
-        self._observe = partial(_jit_observe, config=c)
-        self._global_state = partial(_jit_state, config=c)
-
-        self._state: EnvState | None = None
-        self._step_key: jax.Array | None = None
-        self._root_key: jax.Array | None = None
-        self._episode = 0  # episodes started since the root key was last seeded
-
-    # ------------------------------------------------------------------ spaces
-
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self._observation_spaces[agent]
-
-    def action_space(
-        self, agent: str
-    ) -> gymnasium.spaces.MultiDiscrete | gymnasium.spaces.Discrete:
-        return self._action_spaces[agent]
+        super().__init__(seed, _jit_reset)
 
     @property
     def group_map(self) -> dict[str, list[str]]:
         """All agents in one group: `{"agents": possible_agents}` (a fresh dict and list)."""
         return {GROUP_NAME: list(self.possible_agents)}
 
-    # ------------------------------------------------------------------ dynamics
-
-    def reset(
-        self, seed: int | None = None, options: dict | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
-        """Start an episode; returns per-agent observations and infos (see the class docstring)."""
-        if seed is not None:
-            self._root_key = jax.random.key(_check_seed(seed))
-            self._episode = 0
-        elif self._root_key is None:
-            self._root_key = jax.random.key(0 if self._seed is None else self._seed)
-            self._episode = 0
-        if self._episode == 0:
-            key = self._root_key
-        else:
-            key = jax.random.fold_in(jax.random.fold_in(self._root_key, 2), self._episode)
-        self._episode += 1
-
-        self._state, metrics = self._reset(key)
-        self._step_key = jax.random.fold_in(key, 1)
-        self.agents = self.possible_agents[:]
-        info = {name: float(value) for name, value in jax.device_get(metrics).items()}
-        return self._observations(), {a: dict(info) for a in self.agents}
-
-    def step(
-        self, actions: dict[str, Any]
-    ) -> tuple[
-        dict[str, np.ndarray],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, float]],
-    ]:
-        """Dispatch the pending jobs with `actions`: agent -> `MultiDiscrete` action (J integers)
-        per dispatcher, or agent -> `Discrete` action (one integer) per slot."""
-        if self._state is None or not self.agents:
-            raise RuntimeError("step() called before reset() or after the episode ended")
-        c = self.config
-        # one row per agent, (N, J) per dispatcher or (N * J, 1) per slot: row-major, both
-        # reshape to the joint (N, J) array of candidate indices
-        n_rows = len(self.possible_agents)
-        rows = np.zeros((n_rows, c.n_agents * c.jobs_per_step // n_rows), np.int32)
-        for agent, action in actions.items():
-            if agent not in self._index:
-                raise ValueError(f"unknown agent {agent!r}")
-            arr = np.asarray(action)
-            if not self._action_spaces[agent].contains(arr):
-                expected = (
-                    f"{c.jobs_per_step} integers"
-                    if self.decisions == "per-dispatcher"
-                    else "one integer"
-                )
-                raise ValueError(
-                    f"action of {agent} must be {expected} in [0, {c.n_candidates}), got {action!r}"
-                )
-            rows[self._index[agent]] = arr
-
-        self._step_key, self._state, reward, metrics = self._step(
-            self._step_key, self._state, jnp.asarray(rows.reshape(c.n_agents, c.jobs_per_step))
-        )
-        reward, metrics, t = jax.device_get((reward, metrics, self._state.t))
-
-        live = self.agents
-        observations = self._observations()
-        team_reward = float(reward)
-        info = {name: float(value) for name, value in metrics.items()}
-        truncated = bool(t >= c.episode_steps)
-        rewards = {a: team_reward for a in live}
-        terminations = {a: False for a in live}
-        truncations = {a: truncated for a in live}
-        infos = {a: dict(info) for a in live}
-        if truncated:
-            self.agents = []
-        return observations, rewards, terminations, truncations, infos
-
     def _observations(self) -> dict[str, np.ndarray]:
-        """Observations of the live agents, each a float32 row of one fresh array."""
+        """Observations of the live agents, each a float32 row of one fresh array (per-slot:
+        the dispatcher's observation and the slot's one-hot)."""
         flat = np.array(self._observe(self._state))  # (N, D)
         if self.decisions == "per-slot":
             n, d = flat.shape
@@ -334,28 +206,6 @@ class HeteroCloudParallelEnv(pettingzoo.ParallelEnv):
             per_slot[:, :, d:] = np.eye(J, dtype=np.float32)
             flat = per_slot.reshape(n * J, d + J)
         return {a: flat[self._index[a]] for a in self.agents}
-
-    def state(self) -> np.ndarray:
-        """The flattened global state (see the class docstring)."""
-        if self._state is None:
-            raise RuntimeError("state() called before reset()")
-        return np.array(self._global_state(self._state))
-
-    def render(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-def _check_seed(seed: int | None) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be None or an integer, got {seed!r}")
-    if not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed!r}")
-    return int(seed)
 
 
 def parallel_env(
