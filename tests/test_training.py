@@ -143,7 +143,8 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
         np.mean([s["test_return"] for s in summary["per_seed"]]), rel=1e-6)
     saved = json.loads((out / "config.json").read_text())
     assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
-                            "seeds": 2, "alpha": 0.5, "model": "aligned", "overrides": ""}
+                            "seeds": 2, "alpha": 0.5, "model": "aligned", "domain": "cloud",
+                            "overrides": ""}
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
 
