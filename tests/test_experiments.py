@@ -304,17 +304,29 @@ def test_fig4_and_fig5_grids_share_runs_and_apply_the_tuning_from_its_n():
     assert all(s.key.startswith("dgpg_") and s.key.endswith("_s0x3")
                for s in fig4.fluid_tasks(fig4.FULL))
     assert fig4.FULL.episodes_at(1500) == 50 and fig4.FULL.episodes_at(10000) == 10
+    # the baselines' N = 10 pairs are drawn beside from N = 50 on: the first grid's runs
+    first = fig4.first_pair_tasks(fig4.FULL)
+    assert {(s.algo, s.n_agents) for s in first} == {
+        (a, n) for a in ("mappo", "ippo") for n in (50, 100, 200, 500, 1500)}
+    assert all(s.key.endswith("_s0x3") and s.overrides == "" for s in first)
 
 
 def test_fig4_reduced(runs, tmp_path):
+    tuned = overrides_json(train={"learning_rate": 2e-3})
     grid = fig4.Grid(n_agents=(2,), episodes=EPISODES, algos=("dgpg",), seeds=1,
                      heuristics=actors.LINES, extra_heuristics=("model-greedy",),
-                     overrides=OVERRIDES, fluid_agents=(2,))
+                     overrides=OVERRIDES, fluid_agents=(2,), tuned=(("dgpg", tuned),),
+                     tuned_from=2, first_pair_agents=(2,), first_pair_algos=("dgpg",))
     result = fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
     _files(tmp_path / "fig4", "fig4")
     by_policy = {r["policy"]: r for r in result["rows"]}
-    assert set(by_policy) == {"dgpg", "dgpg (fluid)", "best-fit-central", "least-loaded",
-                              "model-greedy"}
+    assert set(by_policy) == {"dgpg", "dgpg (fluid)", "dgpg (N = 10 pair)",
+                              "best-fit-central", "least-loaded", "model-greedy"}
+    # the first pair's row is the untuned run of the sweep, the tuned one a run of its own
+    untuned = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
+    assert by_policy["dgpg (N = 10 pair)"]["test_return"] == untuned["test_return"]
+    assert by_policy["dgpg"]["test_return"] != untuned["test_return"]
+    assert "(N = 10 pair)" in (tmp_path / "fig4" / "fig4.md").read_text()
     # the heuristic evaluation is the one training used for its reference line
     summary = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
     assert by_policy["best-fit-central"]["test_return"] == pytest.approx(

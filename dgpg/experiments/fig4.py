@@ -10,7 +10,10 @@ is a task of its own beside the six older ones.
 From N = 50 on, each learner trains with its own best learning rate and entropy coefficient of
 the N = 50 tuning sweep (`dgpg reproduce tuning`, `TUNED_AT_SCALE`); below, with those of the
 first N = 10 sweep (`TUNED`). DG-PG with the fluid model (its committed runs, trained before the
-aligned model was the default) is drawn beside DG-PG with the aligned model, dashed.
+aligned model was the default) is drawn beside DG-PG with the aligned model, dashed, and so
+are MAPPO and IPPO with their N = 10 pairs from N = 50 on (the first grid's runs): at N = 500
+and 1,500, with 50 episodes, those score better than the N = 50 pairs, so the figure shows each
+baseline's better configuration as well as the one the protocol fixed.
 
 The y axis is the cost, -return (lower is better), on a log scale: random and round-robin are
 two orders of magnitude worse than the load-aware policies. Full runs go beyond the paper to
@@ -68,6 +71,10 @@ class Grid:
     """(algo, overrides JSON) pairs used at N >= tuned_from on top of `overrides`."""
     fluid_agents: tuple[int, ...] = ()
     """N at which DG-PG with the fluid model is drawn beside (with `overrides` only)."""
+    first_pair_agents: tuple[int, ...] = ()
+    """N at which `first_pair_algos` are also drawn with `overrides` only, i.e. their N = 10
+    pair (`TUNED`) where `tuned` gives them another one."""
+    first_pair_algos: tuple[str, ...] = ("mappo", "ippo")
 
     def episodes_at(self, n: int) -> int:
         if n <= self.large_n:
@@ -89,7 +96,8 @@ def scale_tuning() -> tuple[tuple[str, str], ...]:
     return tuple((algo, overrides_json(train=pair)) for algo, pair in TUNED_AT_SCALE.items())
 
 
-FULL = Grid(tuned=scale_tuning(), fluid_agents=(5, 10, 20, 50, 100, 200, 500, 1500))
+FULL = Grid(tuned=scale_tuning(), fluid_agents=(5, 10, 20, 50, 100, 200, 500, 1500),
+            first_pair_agents=(50, 100, 200, 500, 1500))
 QUICK = Grid(n_agents=(5, 20), episodes=15, seeds=1)
 
 
@@ -165,10 +173,24 @@ def fluid_tasks(grid: Grid) -> list[RunSpec]:
             for n in grid.n_agents if n in grid.fluid_agents]
 
 
+def first_pair_tasks(grid: Grid) -> list[RunSpec]:
+    return [RunSpec(algo, n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
+                    overrides=grid.overrides)
+            for n in grid.n_agents if n in grid.first_pair_agents
+            for algo in grid.algos
+            if algo in grid.first_pair_algos and grid.overrides_at(algo, n) != grid.overrides]
+
+
 def tasks(grid: Grid) -> tuple[list[RunSpec], list[HeuristicSpec]]:
     heuristics = [HeuristicSpec(n, names, grid.overrides) for n in grid.n_agents
                   for names in (grid.heuristics, grid.extra_heuristics) if names]
-    return [*learner_tasks(grid), *fluid_tasks(grid)], heuristics
+    return [*learner_tasks(grid), *fluid_tasks(grid), *first_pair_tasks(grid)], heuristics
+
+
+def _label(spec: RunSpec, first_pair: list[RunSpec]) -> str:
+    if spec.model == "fluid":
+        return "dgpg (fluid)"
+    return f"{spec.algo} (N = 10 pair)" if spec in first_pair else spec.algo
 
 
 def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
@@ -182,9 +204,10 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     report = common.run_tasks([*heuristic_specs, *run_specs], opts)
 
     rows = []
+    first_pair = first_pair_tasks(grid)
     for spec in run_specs:
         s = report.results[spec.key]
-        name = spec.algo if spec.model != "fluid" else "dgpg (fluid)"
+        name = _label(spec, first_pair)
         rows.append({"policy": name, "kind": "learner", "n_agents": spec.n_agents,
                      "episodes": spec.episodes, "seeds": spec.seeds,
                      "test_return": s["test_return"], "test_return_ci": s["test_return_ci"],
@@ -211,7 +234,9 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     policies = list(dict.fromkeys(r["policy"] for r in rows))
-    for i, name in enumerate(policies):
+    # one colour per learner or heuristic (10 in all); a learner's second configuration shares it
+    first = [p for p in policies if " (" not in p]
+    for name in policies:
         mine = sorted((r for r in rows if r["policy"] == name), key=lambda r: r["n_agents"])
         n = np.array([r["n_agents"] for r in mine])
         cost = -np.array([r["test_return"] for r in mine])
@@ -220,11 +245,11 @@ def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
         style = {"lw": 2, "marker": "o"} if learner else {"lw": 1, "marker": ".", "ls": ":"}
         if name == "best-fit-central":
             style = {"lw": 1.5, "ls": "--", "color": "k", "marker": "."}
-        if name == "dgpg (fluid)":  # beside the aligned DG-PG, in its colour
-            style = {"lw": 1.5, "ls": "--", "marker": "s", "mfc": "none",
-                     "color": f"C{policies.index('dgpg')}" if "dgpg" in policies else "C9"}
-        ax.errorbar(n, cost, yerr=ci, capsize=3, label=name,
-                    **({"color": f"C{i}"} | style))
+        base = name.split(" (")[0]
+        if learner and base != name:  # a second configuration, dashed
+            style = {"lw": 1.5, "ls": "--", "marker": "s", "mfc": "none"}
+        color = f"C{first.index(base) % 10}" if base in first else "C9"
+        ax.errorbar(n, cost, yerr=ci, capsize=3, label=name, **({"color": color} | style))
     common.n_axis(ax, [r["n_agents"] for r in rows])
     ax.set_yscale("log")
     ax.set(xlabel="N (agents)", ylabel="test cost = -return (lower is better)",
@@ -243,9 +268,11 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
              + "; ".join(f"{a} {o}" for a, o in grid.tuned) + "." if grid.tuned else "")
     fluid = (" dgpg (fluid) = DG-PG with the fluid model, the default before the aligned one, "
              "with DG-PG's N = 10 pair (`TUNED`) at every N." if grid.fluid_agents else "")
+    first = (" LEARNER (N = 10 pair) = the same learner with its N = 10 pair (`TUNED`), "
+             "trained in the first grid." if first_pair_tasks(grid) else "")
     head = (f"Test return (mean ± 95 % CI over the 40 test scenarios; higher is better). "
             f"Learners: best-on-validation checkpoint, mean of {grid.seeds} seed(s); training "
-            f"episodes {episodes}.{tuned}{fluid}\n\n")
+            f"episodes {episodes}.{tuned}{fluid}{first}\n\n")
     table = common.md_table(
         ["policy", *[f"N={n}" for n in ns]],
         [[p, *[common.pm(by[p, n]["test_return"], by[p, n]["test_return_ci"])
