@@ -17,6 +17,7 @@ naming the key. Importable without JAX, so that a bad option is refused before J
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import json
@@ -394,6 +395,18 @@ def saved_config(out: Path) -> RunConfig:
         raise RunError(f"{config_path} is not a dgpg run configuration ({e})") from None
 
 
+def read_metric_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv; RunError unless each has an integer episode and seed."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            int(r["episode"]), int(r["seed"])
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+        raise RunError(f"cannot read {path}; it is not a metrics file of dgpg") from None
+    return rows
+
+
 def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
     """Raise RunError unless `out` can take `run`: empty for a new run; for resume, the same
     run, except that `episodes` may be raised (the run is then extended)."""
@@ -406,6 +419,8 @@ def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
         if changed := differences(saved, run, ignore=("run.episodes",)):
             raise RunError(f"{out} holds a run with another configuration: " + "; ".join(
                 f"{key} is {was!r} in the run, {now!r} given" for key, was, now in changed))
+        if (out / "metrics.csv").exists():
+            read_metric_rows(out / "metrics.csv")
         return
     if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
         raise RunError(f"{out} already holds a run; use --resume or another --out")

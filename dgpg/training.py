@@ -19,7 +19,6 @@ before anything of that episode is written.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
@@ -41,6 +40,7 @@ from dgpg.config import (  # noqa: F401 (re-exported)
     RunError,
     check_folder,
     differences,
+    read_metric_rows,
     saved_config,
     upgrade_run_dict,
 )
@@ -132,14 +132,8 @@ def _read_metrics(path: Path, upto_episode: int, seeds: list[int]) -> list[dict[
     dropped); RunError unless they are exactly one row per episode and seed."""
     rows = []
     if path.exists():
-        try:
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["episode"]) <= upto_episode]
-            found = [(int(r["episode"]), int(r["seed"])) for r in rows]
-        except (OSError, ValueError, KeyError, TypeError, csv.Error):
-            raise RunError(f"cannot read {path}; it is not a metrics file of dgpg") from None
-    else:
-        found = []
+        rows = [r for r in read_metric_rows(path) if int(r["episode"]) <= upto_episode]
+    found = [(int(r["episode"]), int(r["seed"])) for r in rows]
     if found != [(e, s) for e in range(1, upto_episode + 1) for s in seeds]:
         raise RunError(f"{path} does not hold every episode up to the checkpoint's "
                        f"{upto_episode}; the run cannot be resumed")
