@@ -592,6 +592,7 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
     t0 = time.perf_counter()
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(f"{name}: starting", total=None, units="")
+        logged_units: list[int] = []  # episodes done at the last log line (a log file only)
 
         def on_progress(event: dict) -> None:
             units = ""
@@ -599,10 +600,19 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
                 units = f"episodes {event['units_done']}/{event['units_total']}"
             progress.update(task, total=event["total"], completed=event["finished"],
                             units=units, description=f"{name}: runs")
-            if event.get("last") and not err_console.is_terminal:  # a log file: no live bar
-                err_console.print(f"{name}: {event['finished']}/{event['total']} runs finished "
-                                  f"(latest: {event['last']}){'; ' + units if units else ''}",
-                                  markup=False, highlight=False, soft_wrap=True)
+            if err_console.is_terminal:
+                return
+            # a log file has no live bar: one line per finished run, and one per finished
+            # episode, so that a run of hours at large N shows that it is moving
+            done = event.get("units_done") or 0
+            if not logged_units:
+                logged_units.append(done)
+            if event.get("last"):
+                _note(f"{name}: {event['finished']}/{event['total']} runs finished "
+                      f"(latest: {event['last']}){'; ' + units if units else ''}")
+            elif done > logged_units[0] and units:
+                _note(f"{name}: {units}; {event['finished']}/{event['total']} runs finished")
+            logged_units[0] = max(logged_units[0], done)
 
         try:
             if name == "fig1":

@@ -553,16 +553,19 @@ def test_reproduce_agents_picks_part_of_the_grid(tmp_path, monkeypatch):
 
 def test_reproduce_logs_finished_runs_when_not_a_terminal(tmp_path, monkeypatch):
     """Written to a log file, reproduce has no live progress bar, so it prints one line each
-    time runs finish."""
+    time runs finish and each time an episode finishes; repeated events print nothing."""
     def fake_run(out, progress=None, **kwargs):
-        progress({"total": 2, "finished": 0, "units_done": 0, "units_total": 10, "last": None})
-        progress({"total": 2, "finished": 1, "units_done": 5, "units_total": 10, "last": "k1"})
+        for done, finished, last in [(2, 0, None), (2, 0, None), (3, 0, None), (3, 0, None),
+                                     (5, 1, "k1"), (5, 1, None)]:
+            progress({"total": 2, "finished": finished, "units_done": done, "units_total": 10,
+                      "last": last})
         return {}
 
     monkeypatch.setattr(fig2, "run", fake_run)
     code, _, stderr = run_cli(["reproduce", "fig2", "--out", str(tmp_path)])
     assert code == 0
     assert [line for line in stderr.splitlines() if line.strip()] == [
+        "fig2: episodes 3/10; 0/2 runs finished",
         "fig2: 1/2 runs finished (latest: k1); episodes 5/10"]
 
 
