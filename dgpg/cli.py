@@ -592,9 +592,10 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
     t0 = time.perf_counter()
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(f"{name}: starting", total=None, units="")
-        logged_units: list[int] = []  # episodes done at the last log line (a log file only)
+        logged_units: int | None = None  # episodes done at the last log line (a log file)
 
         def on_progress(event: dict) -> None:
+            nonlocal logged_units
             units = ""
             if event.get("units_total"):
                 units = f"episodes {event['units_done']}/{event['units_total']}"
@@ -605,14 +606,14 @@ def _run_experiment(name: str, out: Path, runs: Path | None, quick: bool, seeds:
             # a log file has no live bar: one line per finished run, and one per finished
             # episode, so that a run of hours at large N shows that it is moving
             done = event.get("units_done") or 0
-            if not logged_units:
-                logged_units.append(done)
+            if logged_units is None:  # episodes already done when the sweep starts
+                logged_units = done
             if event.get("last"):
                 _note(f"{name}: {event['finished']}/{event['total']} runs finished "
                       f"(latest: {event['last']}){'; ' + units if units else ''}")
-            elif done > logged_units[0] and units:
+            elif done > logged_units and units:
                 _note(f"{name}: {units}; {event['finished']}/{event['total']} runs finished")
-            logged_units[0] = max(logged_units[0], done)
+            logged_units = max(logged_units, done)
 
         try:
             if name == "fig1":
