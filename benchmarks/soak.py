@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgpg import atomic
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EnvConfig
 
 HERE = Path(__file__).resolve().parent
 COUNTS = ("arrived", "admitted", "rejected", "shed", "completed")

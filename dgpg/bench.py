@@ -23,8 +23,6 @@ import numpy as np
 from dgpg.config import make_env_config
 from dgpg.domains import domain_of
 
-DEFAULT_AGENTS = (10, 100, 1000, 10000)
-
 
 def default_batch(n_agents: int) -> int:
     """Environments per batch: about 4000 agents per step in total, at least one env."""

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from dgpg.domains import DEFAULT_DOMAIN, SPECS, get_spec
-from dgpg.learners.config import ALGORITHMS, DEFAULT_MODEL, TUNED, TrainConfig
+from dgpg.domains import DEFAULT_DOMAIN, DomainError, get_spec, names
+from dgpg.learners.config import ALGORITHMS, TUNED, TrainConfig
 
 NO_MODEL = "none"
 SECTIONS = ("run", "train", "env")
@@ -73,7 +73,8 @@ def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
 
 
 def make_env_config(n_agents: int, env: dict[str, Any], domain: str = DEFAULT_DOMAIN) -> Any:
-    """The environment configuration of a run in `domain`: N agents and the 'env' overrides."""
+    """The environment configuration of a run in `domain`: N agents and the 'env' overrides
+    (DomainError, a ValueError, for an unknown or broken domain)."""
     return get_spec(domain).config_type()(n_agents=n_agents, **env)
 
 
@@ -89,21 +90,25 @@ class RunConfig:
     seed: int = 0
     seeds: int = 1
     alpha: float = 0.5
-    model: str = DEFAULT_MODEL
-    """DG-PG's analytical model; "none" for MAPPO and IPPO, which use no model."""
+    model: str | None = None
+    """DG-PG's analytical model (None: the domain's default, its first); "none" for MAPPO and
+    IPPO, which use no model."""
     domain: str = DEFAULT_DOMAIN
-    """The environment (`dgpg.domains`): cloud or roads."""
+    """The environment: a registered domain (`dgpg.domains.names()`)."""
     overrides: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
             raise ConfigError(f"unknown algorithm {self.algo!r:.40}; known: "
                               f"{', '.join(ALGORITHMS)}")
-        if not isinstance(self.domain, str) or self.domain not in SPECS:
-            raise ConfigError(f"unknown domain {self.domain!r:.40}; known: {', '.join(SPECS)}")
-        models = SPECS[self.domain].models
+        try:
+            models = tuple(get_spec(self.domain).models)
+        except DomainError as e:
+            raise ConfigError(str(e)) from None
         if self.algo != "dgpg":
             object.__setattr__(self, "model", NO_MODEL)
+        elif self.model is None:
+            object.__setattr__(self, "model", models[0])
         elif not isinstance(self.model, str) or self.model not in models:
             where = "" if self.domain == DEFAULT_DOMAIN else f" in the {self.domain} domain"
             raise ConfigError(f"unknown model {self.model!r:.40}{where}; known: "
@@ -189,32 +194,50 @@ def upgrade_run_dict(run: Any) -> Any:
 # --------------------------------------------------------------------------- keys and values
 
 
-@functools.cache
 def _env_defaults(domain: str) -> dict[str, Any]:
-    return dataclasses.asdict(SPECS[domain].config_type()())
+    return _defaults_of(get_spec(domain).config)
 
 
 @functools.cache
+def _defaults_of(config_path: str) -> dict[str, Any]:
+    from dgpg.domains import load_object
+
+    return dataclasses.asdict(load_object(config_path)(n_agents=DEFAULT_RUN["n_agents"]))
+
+
 def settable_keys(domain: str | None = None) -> dict[str, type]:
     """Every `SECTION.FIELD` that a file or `--set` may give in `domain`, with its type; with
     no domain, those of every domain (a field that two domains share has one type)."""
-    if domain is None:
-        keys = {}
-        for name in SPECS:
-            for key, kind in settable_keys(name).items():
-                if keys.setdefault(key, kind) is not kind:
-                    raise TypeError(f"{key} has two types: {keys[key]} and {kind}")
-        return keys
+    if domain is not None:
+        return _keys_of(get_spec(domain).config)
+    keys: dict[str, type] = {}
+    for name in names():
+        for key, kind in settable_keys(name).items():
+            if keys.setdefault(key, kind) is not kind:
+                raise TypeError(f"{key} has two types: {keys[key]} and {kind}")
+    return keys
+
+
+@functools.cache
+def _keys_of(config_path: str) -> dict[str, type]:
+    from dgpg.domains import load_object
+
     keys: dict[str, type] = {}
     for section, cls in (("run", RunConfig), ("train", TrainConfig),
-                         ("env", SPECS[domain].config_type())):
+                         ("env", load_object(config_path))):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if section == "run" and f.name == "overrides":
                 continue
             if section != "run" and f.name in RUN_ONLY:
                 continue
-            keys[f"{section}.{f.name}"] = hints[f.name]
+            kind = hints[f.name]
+            if type(None) in typing.get_args(kind):  # `str | None`: None means the default
+                kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            if kind not in _KIND_NAMES:
+                raise TypeError(f"{section}.{f.name} has type {kind}; a configuration's fields "
+                                f"are {', '.join(k.__name__ for k in _KIND_NAMES)}")
+            keys[f"{section}.{f.name}"] = kind
     return keys
 
 
@@ -227,11 +250,17 @@ def coerce(section: str, field: str, value: Any, domain: str | None = None) -> A
         if section in ("train", "env") and field in RUN_ONLY:
             target = "run.n_agents (--agents)" if field == "n_agents" else f"run.{field}"
             raise ConfigError(f"{key} is set as {target}")
-        if others := [d for d in SPECS if key in settable_keys(d)]:
+        if others := [d for d in names() if key in settable_keys(d)]:
             raise ConfigError(f"{key} is not a key of the {domain} domain but of "
                               f"{', '.join(others)} (--domain {others[0]})")
         raise ConfigError(f"unknown key {key!r:.60}; see `dgpg train --help-keys` for the "
                           "keys")
+    if isinstance(value, str) and kind is bool:
+        value = {"true": True, "false": False}.get(value.strip().lower(), value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r:.40}")
+        return value
     if isinstance(value, str) and kind is not str:
         text = value.strip()
         try:
@@ -253,7 +282,7 @@ def coerce(section: str, field: str, value: Any, domain: str | None = None) -> A
     return value
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "text"}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -395,6 +424,30 @@ def saved_config(out: Path) -> RunConfig:
         raise RunError(f"{config_path} is not a dgpg run configuration ({e})") from None
 
 
+OLD_SUMMARY_KEYS = {"bestfit_central_val_return": "reference_val_return",
+                    "bestfit_central_test_return": "reference_test_return"}
+"""summary.json keys of runs written when the reference was always best-fit-central."""
+
+
+def upgrade_summary(summary: Any) -> Any:
+    """A run's summary.json in today's form: older runs name their reference's returns
+    `bestfit_central_*` (and the reference itself not at all)."""
+    if isinstance(summary, dict) and any(k in summary for k in OLD_SUMMARY_KEYS):
+        summary = {**summary, **{new: summary[old] for old, new in OLD_SUMMARY_KEYS.items()
+                                 if old in summary and new not in summary}}
+        summary.setdefault("reference", "best-fit-central")
+    return summary
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's summary.json (today's form), or None if it is missing or not a JSON object."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return upgrade_summary(summary) if isinstance(summary, dict) else None
+
+
 def read_metric_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a run's metrics.csv; RunError unless each has an integer episode and seed."""
     try:
@@ -410,7 +463,6 @@ def read_metric_rows(path: Path) -> list[dict[str, str]]:
 def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
     """Raise RunError unless `out` can take `run`: empty for a new run; for resume, the same
     run, except that `episodes` may be raised (the run is then extended)."""
-    config_path = out / "config.json"
     if resume:
         saved = saved_config(out)
         if run.episodes < saved.episodes:
@@ -422,5 +474,12 @@ def check_folder(out: Path, run: RunConfig, resume: bool) -> None:
         if (out / "metrics.csv").exists():
             read_metric_rows(out / "metrics.csv")
         return
-    if (out / "metrics.csv").exists() or (out / "checkpoints").exists() or config_path.exists():
+    if has_started(out):
         raise RunError(f"{out} already holds a run; use --resume or another --out")
+
+
+def has_started(out: Path) -> bool:
+    """Whether `out` holds a run that trained (metrics or a checkpoint). A folder with only the
+    config.json of a run that failed before its first episode has not: it can be started again."""
+    checkpoints = out / "checkpoints"
+    return (out / "metrics.csv").exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))

@@ -1,4 +1,4 @@
-"""Run policies on fixed scenario seeds and summarise them (DESIGN section 6).
+"""Run policies on fixed scenario seeds and summarise them (docs/design.md, section 6).
 
 An episode's key is `jax.random.key(seed)`: `reset` builds the same cluster from it as
 `make_scenario(n_agents, seed)`. All scenarios of an evaluation run at once (`vmap`), each
@@ -18,7 +18,6 @@ from scipy import stats
 
 from dgpg.domains import EnvConfig, domain_of
 
-TRAIN_SEED_START = 0
 TEST_SEEDS = tuple(range(10000, 10040))
 VALIDATION_SEEDS = tuple(range(20000, 20010))
 
@@ -26,15 +25,16 @@ Policy = Callable[[jax.Array, Any, EnvConfig], jax.Array]
 """`(key, state, env_config) -> actions (N, J) int32`: a heuristic or a trained actor."""
 
 def rollout(policy: Policy, key: jax.Array, config: EnvConfig) -> dict[str, jax.Array]:
-    """One episode from `key`; returns the per-step metrics, each of shape (T,)."""
+    """One episode from `key`; returns the per-step metrics, each of shape (T,), with the team
+    reward as `reward`."""
     domain = domain_of(config)
     state = domain.reset(key, config)
 
     def one_step(state, k):
         k_act, k_env = jax.random.split(k)
         actions = policy(k_act, state, config)
-        state, _, metrics = domain.step(k_env, state, actions, config)
-        return state, metrics
+        state, reward, metrics = domain.step(k_env, state, actions, config)
+        return state, {**metrics, "reward": reward}
 
     keys = jax.random.split(jax.random.fold_in(key, 1), config.episode_steps)
     _, metrics = jax.lax.scan(one_step, state, keys)
@@ -88,3 +88,19 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return mean, 0.0
     sem = float(np.std(values, ddof=1) / np.sqrt(values.size))
     return mean, float(stats.t.ppf(0.5 + level / 2, values.size - 1) * sem)
+
+
+def records(policies: dict[str, Policy], config: EnvConfig, seeds: Sequence[int] = TEST_SEEDS,
+            on_policy: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """One record per policy: its name, the domain, N, the number of scenarios and every
+    episode metric as {"mean", "ci95"} over the scenarios (what `dgpg evaluate` prints)."""
+    results = evaluate_many(list(policies.values()), config, seeds, on_policy)
+    rows = []
+    for name, metrics in zip(policies, results, strict=True):
+        row: dict[str, Any] = {"policy": name, "domain": domain_of(config).name,
+                               "n_agents": config.n_agents, "scenarios": len(seeds)}
+        for metric, values in metrics.items():
+            mean, ci = mean_ci(values)
+            row[metric] = {"mean": mean, "ci95": ci}
+        rows.append(row)
+    return rows

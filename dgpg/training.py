@@ -1,4 +1,4 @@
-"""Training runs: the loop behind `dgpg train` (DESIGN sections 6 and 8).
+"""Training runs: the loop behind `dgpg train` (docs/design.md, sections 6 and 8).
 
 A run trains K seeds at once (`vmap` over one compiled episode function) and writes into its
 output folder
@@ -20,7 +20,6 @@ before anything of that episode is written.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from collections.abc import Callable
@@ -35,12 +34,14 @@ from dgpg import atomic, checkpoint
 from dgpg.config import (  # noqa: F401 (re-exported)
     DEFAULT_RUN,
     NO_MODEL,
+    OLD_SUMMARY_KEYS,
     ConfigError,
     RunConfig,
     RunError,
     check_folder,
     differences,
     read_metric_rows,
+    read_summary,
     saved_config,
     upgrade_run_dict,
 )
@@ -264,15 +265,15 @@ def train(
                                  if k in rows[-1] and k not in ("episode", "seed")})
     if last < run.episodes:
         return None
-    if start >= run.episodes and (out / "summary.json").exists():
-        return json.loads((out / "summary.json").read_text())
+    if start >= run.episodes and (summary := read_summary(out / "summary.json")) is not None:
+        return summary
     phase("test")
     return _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0)
 
 
 def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str, Any]:
     """Test evaluation of the best checkpoints and the run's summary.json."""
-    # greedy and sampled policies (DESIGN section 6), all seeds at once: (seeds, scenarios)
+    # greedy and sampled policies (docs/design.md, section 6), all seeds at once: (seeds, scenarios)
     test_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
     sampled_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)(best_actor),
                                 np.float64)
@@ -306,11 +307,13 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
         "domain": run.domain,
         "reference": domain.reference,
         "episodes_to_converge": episodes_to_converge(val_curve, bfc_val),
-        "bestfit_central_val_return": bfc_val,
-        "bestfit_central_test_return": bfc_test,
+        "reference_val_return": bfc_val,
+        "reference_test_return": bfc_test,
         "wall_seconds": time.perf_counter() - t0,
         "per_seed": per_seed,
     }
+    if domain.reference == "best-fit-central":  # the summary keys named in the design, section 8
+        summary |= {old: summary[new] for old, new in OLD_SUMMARY_KEYS.items()}
     if not all(math.isfinite(v) for v in (test_mean, test_ci)):
         raise RunError("test evaluation produced a non-finite return")
     atomic.write_json(out / "summary.json", summary)
@@ -339,3 +342,15 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
         restored = checkpoint.restore({"runners": runners, "best_actor": template}, state, path)
         actor = restored["best_actor"]
     return tcfg, actor, meta
+
+
+def checkpoint_policies(path: Path) -> tuple[dict[str, Any], RunConfig, TrainConfig]:
+    """The greedy policy of every seed stored in a checkpoint (or a run folder's best.ckpt),
+    named "ALGO (seed S)", with the run's configuration and hyperparameters; CheckpointError or
+    ConfigError if it cannot be read."""
+    tcfg, params, meta = load_actor(path)
+    run = RunConfig.from_dict(meta["config"]["run"])
+    n_seeds = jax.tree.leaves(params)[0].shape[0]
+    policies = {f"{run.algo} (seed {run.seed + i})": make_policy(
+        tcfg, jax.tree.map(lambda x, i=i: x[i], params), greedy=True) for i in range(n_seeds)}
+    return policies, run, tcfg

@@ -44,7 +44,7 @@ from torchrl.envs import EnvBase
 from torchrl.envs.libs.pettingzoo import PettingZooWrapper
 from torchrl.envs.utils import check_env_specs
 
-from dgpg.envs.pettingzoo import TEAM_METRICS, parallel_env
+from dgpg.domains.cloud.pettingzoo import TEAM_METRICS, parallel_env
 
 
 def make_torchrl_env(

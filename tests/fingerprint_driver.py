@@ -24,7 +24,7 @@ def train(algo: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from dgpg.envs.cloud import EnvConfig
+    from dgpg.domains.cloud.env import EnvConfig
     from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
 
     env = EnvConfig(n_agents=3, episode_steps=20)
@@ -43,10 +43,11 @@ def heuristics() -> dict:
     """Every episode metric of every heuristic at N = 5, 20 steps, test scenarios 0 and 1."""
     import numpy as np
 
-    from dgpg.envs.cloud import EnvConfig
+    from dgpg.domains import get_domain
+    from dgpg.domains.cloud.env import EnvConfig
     from dgpg.evaluation import TEST_SEEDS, evaluate_many
-    from dgpg.heuristics import HEURISTICS
 
+    HEURISTICS = get_domain("cloud").heuristics
     names = sorted(HEURISTICS)
     results = evaluate_many([HEURISTICS[n] for n in names],
                             EnvConfig(n_agents=5, episode_steps=20), TEST_SEEDS[:2])

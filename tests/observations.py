@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jax
 
-from dgpg.envs import cloud
-from dgpg.envs.cloud import Observation
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import Observation
 
 K, J = 8, 8
 """Candidates and job slots per agent, as in the default environment."""

@@ -12,8 +12,8 @@ import pytest
 from observations import J, K, random_obs
 
 from dgpg.config import ConfigError, RunConfig, differences, parse_set, resolve
-from dgpg.envs import cloud
-from dgpg.envs.cloud import Observation, pair_features
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import Observation, pair_features
 from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import ACTOR_NAMES
 from dgpg.learners.networks import MLPActor, make_actor

@@ -2,7 +2,7 @@
 gradient against finite differences, the loss's zero set, and `model-greedy` against brute force.
 
 The brute-force reference places one job on one candidate in a float64 copy of the loads and
-evaluates the reward's cost with the same formulas as `dgpg.envs.cloud.reward_terms`, written
+evaluates the reward's cost with the same formulas as `dgpg.domains.cloud.env.reward_terms`, written
 out again here in NumPy.
 """
 
@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgpg.analytical import AlignedModel, make_model
-from dgpg.analytical.aligned import placement_delta
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, server_loads
-from dgpg.heuristics import model_greedy
+from dgpg.domains import get_domain
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.aligned import AlignedModel, placement_delta
+from dgpg.domains.cloud.env import EnvConfig, server_loads
+from dgpg.domains.cloud.heuristics import model_greedy
 
 CFG = EnvConfig(n_agents=6)
 
@@ -117,7 +117,7 @@ def test_mean_field_delta_holds_the_others_at_their_expected_placements():
 def test_guidance_gradient_is_the_expected_potential_change(name):
     """d loss / d pi(k) equals the finite difference of the brute-force expected potential
     change sum_k pi(k) delta_k (normalised as the model does), on every present job."""
-    model = make_model(name, CFG)
+    model = get_domain("cloud").make_model(name, CFG)
     state = STATES[7]
     mask = np.asarray(state.jobs.mask)
     assert mask.sum() >= 3
@@ -157,7 +157,7 @@ def test_guidance_gradient_is_the_expected_potential_change(name):
 
 @pytest.mark.parametrize("name", ["aligned", "aligned-state"])
 def test_guidance_loss_zero_exactly_on_the_minimisers(name):
-    model = make_model(name, CFG)
+    model = get_domain("cloud").make_model(name, CFG)
     loss = jax.jit(model.guidance_loss)
     rng = np.random.default_rng(0)
     for state in STATES[:6]:
@@ -234,8 +234,8 @@ def test_model_greedy_beats_least_loaded_at_n50():
     """The alignment check: the model's own best action is at least as good as `least-loaded`
     on the 40 test scenarios at N = 50 (measured: -6.2 against -7.6, paired difference
     1.4 +- 1.1; at N = 5 and 20 the mean is also higher but the difference is within its CI)."""
+    from dgpg.domains.cloud.heuristics import least_loaded
     from dgpg.evaluation import TEST_SEEDS, evaluate_many
-    from dgpg.heuristics import least_loaded
 
     config = EnvConfig(n_agents=50)
     greedy, least = (r["return"].mean() for r in evaluate_many([model_greedy, least_loaded],

@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from dgpg.analytical import WaterFillingModel, potential, water_level, waterfill
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig
-from dgpg.envs.workload import MEM_JOB
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EnvConfig
+from dgpg.domains.cloud.fluid import WaterFillingModel
+from dgpg.domains.cloud.waterfill import potential, water_level, waterfill
+from dgpg.domains.cloud.workload import MEM_JOB
 
 _WATERFILL = jax.jit(waterfill)
 _F32_MILLI = float(np.float32(1e-3))  # hypothesis wants float32-exact bounds

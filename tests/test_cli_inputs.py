@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 import dgpg.bench
 import dgpg.evaluation
 import dgpg.experiments.curves
-from dgpg import atomic, checkpoint, cli, training
-from dgpg.analytical import waterfill
-from dgpg.envs.cloud import EnvConfig
-from dgpg.heuristics import HEURISTICS
+from dgpg import atomic, checkpoint, cli, experiments, training
+from dgpg.domains import get_domain
+from dgpg.domains.cloud.env import EnvConfig
+from dgpg.domains.cloud.waterfill import waterfill
 from dgpg.learners.ppo import ALGORITHMS
 from dgpg.training import METRIC_COLUMNS, RunConfig
 
@@ -59,7 +59,7 @@ def no_work():
         mp.setattr(dgpg.bench, "train_timing", _refuse)
         mp.setattr(dgpg.bench, "in_fresh_process", _refuse)
         mp.setattr(dgpg.experiments.curves, "plot_runs", _refuse)
-        mp.setattr(cli, "_run_experiment", _refuse)
+        mp.setattr(cli.reproduce, "run_with_progress", _refuse)
         yield
 
 
@@ -311,7 +311,7 @@ def test_train_refuses_bad_input(area, data):
 @CLI_SETTINGS
 @given(data=st.data())
 def test_evaluate_refuses_bad_input(area, data):
-    policies = [*HEURISTICS, "all"]
+    policies = [*get_domain("cloud").heuristics, "all"]
     options = {
         "agents": (_opt("--agents", st.sampled_from(["1", "2", "50", str(MAX_N)])),
                    st.one_of(_opt("--agents", _bad_int(1, 100_000)),
@@ -333,7 +333,7 @@ def test_evaluate_refuses_bad_input(area, data):
 @CLI_SETTINGS
 @given(data=st.data())
 def test_reproduce_refuses_bad_input(area, data):
-    names = [*cli.EXPERIMENTS, "all"]
+    names = [*experiments.registry(), "all"]
     backends = ["local"] + (["ray"] if importlib.util.find_spec("ray") else [])
     bad_backends = _unknown(backends) if backends == ["local", "ray"] else st.one_of(
         _unknown(backends + ["ray"]), st.just("ray"))  # ray given but not installed

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from observations import J, K, random_obs
 
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, slot_capacity
-from dgpg.envs.workload import sample_arrival_counts
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EnvConfig, slot_capacity
+from dgpg.domains.cloud.workload import sample_arrival_counts
 from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.networks import Actor
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode

@@ -18,7 +18,8 @@ from rich.console import Console
 
 from dgpg import cli, config, training
 from dgpg.config import ConfigError, RunConfig, parse_set, read_file, resolve, settable_keys
-from dgpg.envs.cloud import EnvConfig
+from dgpg.domains import get_spec
+from dgpg.domains.cloud.env import EnvConfig
 from dgpg.learners.ppo import TrainConfig
 
 BASE = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
@@ -169,31 +170,28 @@ def test_stored_configurations_of_older_runs_still_load():
 
 
 def test_evaluate_table_fits_80_columns_without_wrapping():
+    spec = get_spec("cloud")
+    policies, metrics = tuple(spec.heuristics), spec.table_metrics
     records = []
-    for name in cli.POLICY_NAMES:
+    for name in policies:
         record = {"policy": name}
-        for i, metric in enumerate(cli.TABLE_METRICS):
+        for i, metric in enumerate(metrics):
             record[metric] = {"mean": -678.679 / (i + 1) ** 3, "ci95": 248.3 / (i + 1) ** 4}
         records.append(record)
     title = "HeteroCloud, N=10, 10 test scenarios (mean ± 95% CI)"
     for width, wide in ((80, False), (200, True)):
         buffer = io.StringIO()
-        Console(file=buffer, width=width).print(cli.metrics_table(records, title, width))
+        Console(file=buffer, width=width).print(cli.metrics_table(records, title, width,
+                                                                  metrics))
         lines = buffer.getvalue().splitlines()
         assert all(len(line) <= width for line in lines)
         assert "…" not in buffer.getvalue()
         rows = [line for line in lines if any(line.strip(" │").startswith(n + " ")
-                                              for n in cli.POLICY_NAMES)]
-        assert len(rows) == len(cli.POLICY_NAMES), buffer.getvalue()  # one line per policy
+                                              for n in policies)]
+        assert len(rows) == len(policies), buffer.getvalue()  # one line per policy
         assert ("±" in rows[0]) == wide  # mean ± CI cells only when they fit
-    markdown = cli.metrics_markdown(records, title)
+    markdown = cli.metrics_markdown(records, title, metrics)
     assert markdown.count("\n| ") == len(records) + 1 and "±" in markdown
-
-
-def test_heuristic_names_match_the_registry():
-    from dgpg.heuristics import HEURISTICS
-
-    assert tuple(HEURISTICS) == cli.POLICY_NAMES
 
 
 # --------------------------------------------------------------------------- fast refusal
@@ -208,23 +206,18 @@ def test_heuristic_names_match_the_registry():
 ])
 def test_a_bad_option_fails_fast_without_importing_jax(argv):
     probe = textwrap.dedent(f"""
-        import json, sys, time
-        t0 = time.perf_counter()
+        import json, sys
         from dgpg import cli
         try:
             cli.main({argv!r})
         except SystemExit as e:
-            print(json.dumps({{"code": e.code, "jax": "jax" in sys.modules,
-                               "seconds": time.perf_counter() - t0}}))
+            print(json.dumps({{"code": e.code, "jax": "jax" in sys.modules}}))
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60)
     result = json.loads(done.stdout)
     assert result["code"] == 2 and done.stderr.startswith("dgpg: error: ")
     assert not result["jax"], "JAX was imported before the option was refused"
-    # measured alone: about 0.3 s; the bound is generous for a loaded machine (the check that
-    # matters is the one above: JAX is never imported)
-    assert result["seconds"] < 3.0, result
 
 
 def test_version():

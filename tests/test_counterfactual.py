@@ -138,7 +138,7 @@ def test_a_baseline_from_the_agents_own_draws_is_caught_as_biased():
 
 @pytest.fixture(scope="module")
 def cloud_rollout():
-    from dgpg.envs.cloud import EnvConfig
+    from dgpg.domains.cloud.env import EnvConfig
     from dgpg.learners.ppo import TrainConfig, init_runner
 
     config = TrainConfig(algo="dgpg", hidden=16, model="aligned")

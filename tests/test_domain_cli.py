@@ -12,23 +12,22 @@ from test_roads_assignment import braess_tntp
 
 from dgpg import config
 from dgpg.config import ConfigError, RunConfig, parse_set, resolve
-from dgpg.domains import SPECS, get_domain
+from dgpg.domains import get_domain, get_spec, names
 from dgpg.experiments.sweep import RunSpec
 
 BASE = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 
 
-def test_specs_name_what_the_domains_have():
-    from dgpg.analytical import MODELS
-    from dgpg.envs.roads.model import MODELS as ROAD_MODELS
-
-    assert tuple(MODELS) == SPECS["cloud"].models and tuple(ROAD_MODELS) == SPECS["roads"].models
-    for name, spec in SPECS.items():
-        domain = get_domain(name)
-        assert tuple(domain.heuristics) == spec.heuristics, name
+def test_every_name_a_spec_declares_resolves_in_its_domain():
+    assert names()[:2] == ("cloud", "roads")
+    for name in ("cloud", "roads"):
+        spec, domain = get_spec(name), get_domain(name)
+        assert tuple(domain.heuristics) == tuple(spec.heuristics), name
         assert domain.config_type is spec.config_type(), name
         assert domain.reference in spec.heuristics
-        assert spec.models[0] == "aligned"  # the default model exists in every domain
+        config = domain.config_type(n_agents=2)
+        for model in spec.models:
+            assert callable(domain.make_model(model, config).guidance_loss), (name, model)
 
 
 def test_a_roads_run_round_trips_and_names_its_domain(tmp_path):

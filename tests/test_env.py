@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig, Jobs, Servers
-from dgpg.envs.scenario import GENERATIONS, generation_counts
-from dgpg.envs.workload import WORK_MIN
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EnvConfig, Jobs, Servers
+from dgpg.domains.cloud.scenario import GENERATIONS, generation_counts
+from dgpg.domains.cloud.workload import WORK_MIN
 
 N = 8
 CFG = EnvConfig(n_agents=N, episode_steps=150)

@@ -329,7 +329,7 @@ def test_fig4_reduced(runs, tmp_path):
     assert "(N = 10 pair)" in (tmp_path / "fig4" / "fig4.md").read_text()
     # the heuristic evaluation is the one training used for its reference line
     assert by_policy["best-fit-central"]["test_return"] == pytest.approx(
-        untuned["bestfit_central_test_return"], rel=1e-9)
+        untuned["reference_test_return"], rel=1e-9)
     # a second run finds every task finished
     before = snapshot(runs / "runs", folders=False)
     fig4.run(tmp_path / "fig4", grid=grid, runs=runs, workers=1)
@@ -515,11 +515,11 @@ def test_fit_slope_needs_two_values_of_n():
 def test_reproduce_runs_folder(tmp_path, monkeypatch):
     """--runs names the folder of finished runs (so fig4 and fig5 can share theirs); without it
     each experiment keeps its own, and `all` shares --out."""
-    from dgpg import cli
+    from dgpg.cli import reproduce
 
     seen = []
-    monkeypatch.setattr(cli, "_run_experiment",
-                        lambda name, out, runs, *rest: seen.append((name, out, runs)) or 0.0)
+    monkeypatch.setattr(reproduce, "run_with_progress",
+                        lambda name, out, runs=None, **rest: seen.append((name, out, runs)) or 0.0)
     shared = tmp_path / "shared"
     assert run_cli(["reproduce", "fig4", "--out", str(tmp_path / "a"), "--runs",
                     str(shared)])[0] == 0
@@ -572,7 +572,7 @@ def test_reproduce_logs_finished_runs_when_not_a_terminal(tmp_path, monkeypatch)
 def test_timing_history_accumulates(tmp_path):
     """A resumed experiment keeps the wall time of every finished invocation and their total;
     a corrupt timing file starts a new history instead of failing."""
-    from dgpg.cli import _record_timing
+    from dgpg.experiments import record_timing as _record_timing
 
     path = tmp_path / "fig2_timing.json"
     _record_timing(path, {"experiment": "fig2", "wall_seconds": 10.5})

@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgpg.analytical import WaterFillingModel
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EPISODE_METRICS as METRICS
-from dgpg.envs.cloud import EnvConfig, Servers
+from dgpg.domains import get_domain
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EPISODE_METRICS as METRICS
+from dgpg.domains.cloud.env import EnvConfig, Servers
+from dgpg.domains.cloud.fluid import WaterFillingModel
 from dgpg.evaluation import TEST_SEEDS, evaluate_many
-from dgpg.heuristics import HEURISTICS, get_heuristic
 
+HEURISTICS = get_domain("cloud").heuristics
 _JITTED = {name: jax.jit(fn, static_argnums=2) for name, fn in HEURISTICS.items()}
 _RESET = jax.jit(cloud.reset, static_argnums=1)
 CFG7 = EnvConfig(n_agents=7)
@@ -188,13 +189,11 @@ def test_best_fit_central_never_overflows_when_a_candidate_fits(states):
     assert _joint_overflows(state, _act("best-fit", state))[0] > 0
 
 
-def test_get_heuristic():
-    assert get_heuristic("random") is HEURISTICS["random"]
-    with pytest.raises(KeyError) as err:
-        get_heuristic("nope")
-    for name in HEURISTICS:
-        assert name in str(err.value)
-    assert "nope" in str(err.value)
+def test_the_spec_names_every_heuristic_and_the_domain_loads_each():
+    from dgpg.domains import get_spec
+
+    assert tuple(HEURISTICS) == tuple(get_spec("cloud").heuristics)
+    assert all(callable(fn) for fn in HEURISTICS.values())
 
 
 # --------------------------------------------------------------------------- evaluation at N = 50

@@ -1,4 +1,4 @@
-"""The PettingZoo wrapper of HeteroCloud (DESIGN section 8)."""
+"""The PettingZoo wrapper of HeteroCloud (docs/design.md, section 8)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pettingzoo import test as pz_test
 
-from dgpg.envs.pettingzoo import (
+from dgpg.domains.cloud.pettingzoo import (
     DECISIONS,
     TEAM_METRICS,
     HeteroCloudParallelEnv,

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgpg.analytical import WaterFillingModel
-from dgpg.envs import cloud
-from dgpg.envs.cloud import EnvConfig
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud.env import EnvConfig
+from dgpg.domains.cloud.fluid import WaterFillingModel
+from dgpg.domains.cloud.heuristics import analytical
 from dgpg.evaluation import VALIDATION_SEEDS, evaluate
-from dgpg.heuristics import analytical
 from dgpg.learners.ppo import (
     TrainConfig,
     ValueNorm,
@@ -308,7 +308,7 @@ def test_dgpg_aligned_stays_near_best_fit_central_n5(tmp_path, episodes, first):
     against -9.9; episodes 3 and 4 dip to -15 and -17.5)."""
     import csv
 
-    from dgpg.heuristics import best_fit_central
+    from dgpg.domains.cloud.heuristics import best_fit_central
     from dgpg.training import RunConfig, train
 
     # one episode more asked than trained: the run stops before its test evaluation

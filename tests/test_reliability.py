@@ -34,7 +34,7 @@ from scipy import stats
 
 from dgpg import atomic, checkpoint, training
 from dgpg.checkpoint import CheckpointError
-from dgpg.envs.cloud import EnvConfig, shed_fraction
+from dgpg.domains.cloud.env import EnvConfig, shed_fraction
 from dgpg.learners.ppo import Runner, ValueNorm
 from dgpg.training import METRIC_COLUMNS, RunConfig, RunError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.integrate import trapezoid
 
-from dgpg.analytical.traffic import (
+from dgpg.domains.roads.assignment import (
     AssignmentNotConverged,
     assign,
     beckmann,
@@ -19,7 +19,7 @@ from dgpg.analytical.traffic import (
     relative_gap,
     total_travel_time,
 )
-from dgpg.envs.roads import (
+from dgpg.domains.roads.network import (
     RoadNetwork,
     TNTPError,
     candidate_paths,

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from pettingzoo import test as pz_test
 
-from dgpg.analytical.traffic import assign, total_travel_time
-from dgpg.domains import domain_of
-from dgpg.envs.roads import env as roads
-from dgpg.envs.roads.env import RoadConfig
-from dgpg.envs.roads.heuristics import HEURISTICS
-from dgpg.envs.roads.model import make_model, platoon_delta
-from dgpg.envs.roads.network import RoadNetwork, latency
-from dgpg.envs.roads.pettingzoo import TEAM_METRICS, parallel_env
+from dgpg.domains import domain_of, get_domain
+from dgpg.domains.roads import env as roads
+from dgpg.domains.roads.assignment import assign, total_travel_time
+from dgpg.domains.roads.env import RoadConfig
+from dgpg.domains.roads.model import platoon_delta
+from dgpg.domains.roads.network import RoadNetwork, latency
+from dgpg.domains.roads.pettingzoo import TEAM_METRICS, parallel_env
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
 
 TNTP_DIR = Path(
@@ -44,7 +43,8 @@ ALL_PAIRS = RoadConfig(n_agents=72, grid_rows=3, grid_cols=3, episode_steps=4, m
                        so_iterations=20)
 """Every pair of a congested 3 x 3 grid (no background), demand constant at its mean."""
 SEEDS = (0, 1, 2)
-MODEL = make_model("aligned", ALL_PAIRS)
+HEURISTICS = get_domain("roads").heuristics
+MODEL = get_domain("roads").make_model("aligned", ALL_PAIRS)
 _REFERENCE = jax.jit(MODEL.reference)
 _GUIDANCE_GRAD = jax.jit(jax.grad(MODEL.guidance_loss))
 
@@ -271,8 +271,9 @@ def test_guidance_vanishes_exactly_on_the_minimising_path(all_pairs_runs):
     assert float(model.guidance_loss(at_best, reference)) == 0.0
     assert float(model.guidance_loss(probs, reference)) > 0.0
     assert (best > 0).any() and np.median(cost[cost > 0]) < 20  # of order one
-    with pytest.raises(ValueError, match=r"^unknown RoadNet model 'fluid'; known: aligned$"):
-        make_model("fluid", config)
+    with pytest.raises(ValueError,
+                       match=r"^unknown model 'fluid' in the roads domain; known: aligned$"):
+        get_domain("roads").make_model("fluid", config)
 
 
 # --------------------------------------------------------------------------- heuristics

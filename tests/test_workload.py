@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgpg.envs import cloud, workload
-from dgpg.envs.cloud import EnvConfig
-from dgpg.envs.workload import sample_arrival_counts
+from dgpg.domains.cloud import env as cloud
+from dgpg.domains.cloud import workload
+from dgpg.domains.cloud.env import EnvConfig
+from dgpg.domains.cloud.workload import sample_arrival_counts
 
 N_JOBS = 400_000
 N_AGENTS = 50

@@ -1,120 +1,217 @@
-"""Domains: what the learners, training, evaluation and the experiments need of an environment.
+"""Domains: the environment families DG-PG learns in, and the registry that names them.
 
-A domain is an environment family with a differentiable model of its efficient state. The
-learners never name one: they call `domain_of(env_config)` and use its pure functions
+A domain is a folder (a package) holding everything it is: its configuration, environment,
+analytical models, heuristics and PettingZoo adapter. It declares itself with a `DomainSpec`
+(JAX-free: names, import paths, options) and implements the pure functions of a `Domain`. The
+learners, training, evaluation and experiments never import a domain; they ask this registry:
 
-    state = domain.reset(key, config)
-    obs = domain.observe(state, config)                  # an `Observation`, (N, J, K) decisions
-    state, reward, metrics = domain.step(key, state, actions, config)
-    entities, context = domain.global_state(state, config)   # the central critic's input
-    features = domain.pair_features(obs, derived)        # (..., N, J, K, F), the scorer's input
-    model = domain.make_model(name, config)              # an `AnalyticalModel`
+    spec = get_spec("roads")            # JAX-free: names and options, for checks before JAX
+    domain = get_domain("roads")        # its pure functions (imports the domain)
+    domain = domain_of(env_config)      # the domain of a configuration
 
-Adding a domain is adding its package (environment, model, heuristics), one module here that
-builds its `Domain`, and one entry in `REGISTRY` and in `SPECS`. An environment configuration
-names its domain in the class attribute `domain`.
-
-This module imports neither JAX nor a domain: `SPECS` holds what the command line checks names
-against before JAX loads (a test checks them against the domains themselves).
+Domains are found through the entry-point group `dgpg.domains` (name = "module:SPEC"), which is
+how the built-in `cloud` and `roads` register themselves in dgpg's own pyproject.toml and how a
+package of one's own adds a domain that `dgpg train --domain NAME`, sweeps and Ray workers all
+find. `register(spec)` adds one from Python for the current process. A plug-in that cannot be
+loaded, or that takes a name already taken, is left out with a one-line reason (`problems()`);
+it never breaks another domain. `check_domain(domain, config)` tests a domain's contract.
+This module imports no JAX.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from collections.abc import Callable, Mapping
+import importlib.metadata
 from typing import Any
 
+from dgpg.domains.domain import Domain
+from dgpg.domains.spec import DomainError, DomainOption, DomainSpec, load_object
+
 EnvConfig = Any
-"""A domain's environment configuration: a hashable frozen dataclass (a `jit` static argument)
-with the class attribute `domain` and at least `n_agents` and `episode_steps`."""
+"""A domain's environment configuration (see `DomainSpec.config`)."""
 
-REGISTRY: dict[str, str] = {"cloud": "dgpg.domains.cloud", "roads": "dgpg.domains.roads"}
-"""Domain name -> module whose `DOMAIN` is its `Domain` (imported on first use)."""
+ENTRY_POINT_GROUP = "dgpg.domains"
 DEFAULT_DOMAIN = "cloud"
+BUILT_IN = "dgpg"
+"""The distribution whose entry points are the built-in domains: they win any name clash."""
+
+_specs: dict[str, DomainSpec] = {}
+_problems: dict[str, str] = {}
+_by_register: set[str] = set()
+_domains: dict[str, Domain] = {}
+_config_types: dict[type, str] = {}
+_scanned = False
 
 
-@dataclasses.dataclass(frozen=True)
-class DomainSpec:
-    """What is known of a domain without importing it: its names, for checks before JAX loads."""
+def _scan_entry_points() -> None:
+    """Load every spec of the entry-point group once; record, never raise, what fails."""
+    global _scanned
+    if _scanned:
+        return
+    _scanned = True
+    by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if all(ep.value != other.value for other in by_name.get(ep.name, [])):  # one install
+            by_name.setdefault(ep.name, []).append(ep)
 
-    title: str
-    """The environment's name in tables and figures."""
-    config: str
-    """"module:Class" of its environment configuration (a JAX-free module)."""
-    models: tuple[str, ...]
-    """Its analytical models (`Domain.make_model`'s names), the default first."""
-    heuristics: tuple[str, ...]
-    """`Domain.heuristics`' names, in their order."""
-    table_metrics: tuple[str, ...]
-    """The episode metrics that `dgpg evaluate` tabulates, `return` first."""
+    def package(ep) -> str:
+        return getattr(ep.dist, "name", None) or "an unknown package"
 
-    def config_type(self) -> type:
-        module, name = self.config.split(":")
-        return getattr(importlib.import_module(module), name)
+    for name, eps in sorted(by_name.items(), key=lambda item: item[0] != DEFAULT_DOMAIN):
+        built_in = [ep for ep in eps if package(ep) == BUILT_IN]
+        if len(eps) > 1:
+            ways = ", ".join(f"{ep.value} ({package(ep)})" for ep in eps)
+            if not built_in:
+                _problems[name] = f"domain {name!r} is declared twice: {ways}; uninstall one"
+                continue
+            _problems[f"{name} ({package(eps[-1])})"] = (
+                f"a plug-in declares the built-in domain name {name!r} ({ways}); it is ignored")
+            eps = built_in
+        try:
+            spec = eps[0].load()
+        except Exception as e:  # a plug-in's own import error, whatever it is
+            _problems[name] = (f"the domain plug-in {name!r} ({eps[0].value}, "
+                               f"{package(eps[0])}) cannot be loaded: {type(e).__name__}: "
+                               f"{' '.join(str(e).split())}")[:300]
+            continue
+        if not isinstance(spec, DomainSpec) or spec.name != name:
+            got = (f"a DomainSpec named {spec.name!r}" if isinstance(spec, DomainSpec)
+                   else type(spec).__name__)
+            _problems[name] = (f"the domain plug-in {name!r} ({eps[0].value}) is {got}, not a "
+                               f"DomainSpec named {name!r}")
+            continue
+        _specs[name] = spec
 
 
-SPECS: dict[str, DomainSpec] = {
-    "cloud": DomainSpec(
-        title="HeteroCloud", config="dgpg.envs.config:EnvConfig",
-        models=("aligned", "aligned-state", "aligned-step", "fluid"),
-        heuristics=("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
-                    "analytical", "model-greedy"),
-        table_metrics=("return", "imbalance", "overload", "drop_rate", "slowdown",
-                       "throughput")),
-    "roads": DomainSpec(
-        title="RoadNet", config="dgpg.envs.roads.config:RoadConfig",
-        models=("aligned",),
-        heuristics=("free-flow", "fastest", "random", "so-sample", "model-greedy"),
-        table_metrics=("return", "mean_travel_time", "so_ratio", "gap", "overload")),
-}
+def refresh() -> None:
+    """Scan the entry points again (after a plug-in was installed into a running process);
+    domains added with `register` stay."""
+    global _scanned
+    kept = {name: _specs[name] for name in _by_register}
+    _specs.clear()
+    _problems.clear()
+    _domains.clear()
+    _config_types.clear()
+    _scanned = False
+    _scan_entry_points()
+    _specs.update(kept)
+
+
+def register(spec: DomainSpec, replace: bool = False) -> None:
+    """Add a domain for this process (an installed package uses the entry point instead).
+    DomainError if its name is taken by another spec, unless `replace`."""
+    _scan_entry_points()
+    if not isinstance(spec, DomainSpec):
+        raise DomainError(f"register takes a DomainSpec, got {type(spec).__name__}")
+    old = _specs.get(spec.name)
+    if old is not None and old != spec and not replace:
+        raise DomainError(f"domain {spec.name!r} is already registered (its configuration is "
+                          f"{old.config}); pick another name or pass replace=True")
+    _specs[spec.name] = spec
+    _problems.pop(spec.name, None)
+    _domains.pop(spec.name, None)
+    _by_register.add(spec.name)
+
+
+def unregister(name: str) -> None:
+    """Remove a domain added with `register` (for tests and notebooks)."""
+    if name not in _by_register:
+        raise DomainError(f"domain {name!r} was not added with register()")
+    _by_register.discard(name)
+    _specs.pop(name, None)
+    _domains.pop(name, None)
+    for kind in [k for k, v in _config_types.items() if v == name]:
+        del _config_types[kind]
+
+
+def names() -> tuple[str, ...]:
+    """The known domains, the default first."""
+    _scan_entry_points()
+    return tuple(sorted(_specs, key=lambda n: (n != DEFAULT_DOMAIN, n)))
+
+
+def problems() -> dict[str, str]:
+    """Plug-ins left out, with the one-line reason."""
+    _scan_entry_points()
+    return dict(_problems)
+
+
+def registered_specs() -> list[DomainSpec]:
+    """The specs added with `register` in this process (sweeps pass them to their workers)."""
+    return [_specs[n] for n in sorted(_by_register)]
 
 
 def get_spec(name: str) -> DomainSpec:
-    """The spec of domain `name`; ValueError naming the known ones."""
-    try:
-        return SPECS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown domain {name!r:.40}; known: {', '.join(SPECS)}") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class Domain:
-    """The pure functions and registries of one domain (see the module docstring)."""
-
-    name: str
-    config_type: type
-    reset: Callable[..., Any]
-    step: Callable[..., Any]
-    observe: Callable[..., Any]
-    global_state: Callable[..., Any]
-    pair_features: Callable[..., Any]
-    """`(obs, derived=True) -> (..., N, J, K, F)`; `derived=False` keeps the observation's own
-    features only (the `scorer-raw` actor)."""
-    slot_capacity: Callable[[int, Any], int]
-    """`(rows, config) -> C`: decisions pending among `rows` agent-steps, bounded with a margin
-    (the compacted actor's buffer size; `dgpg.learners.compaction`)."""
-    train_metrics: tuple[str, ...]
-    """Per-step metrics of `step` whose episode means the training log records (metrics.csv
-    columns after `return`)."""
-    episode_metrics: Callable[[dict[str, Any]], dict[str, Any]]
-    """One episode's per-step metrics (arrays (T,)) -> its summary metrics, `return` first."""
-    make_model: Callable[[str, Any], Any]
-    heuristics: Mapping[str, Callable[..., Any]]
-    """Name -> `(key, state, config) -> actions (N, J)`."""
-    reference: str
-    """The heuristic that training reports beside every run (its convergence reference)."""
+    """The spec of domain `name`; DomainError naming the known ones (or why a plug-in of that
+    name was left out)."""
+    _scan_entry_points()
+    spec = _specs.get(name) if isinstance(name, str) else None
+    if spec is None:
+        if isinstance(name, str) and name in _problems:
+            raise DomainError(_problems[name])
+        raise DomainError(f"unknown domain {name!r:.40}; known: {', '.join(names())}")
+    return spec
 
 
 def get_domain(name: str) -> Domain:
-    """The domain `name`; ValueError naming the known ones."""
-    try:
-        module = REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown domain {name!r:.40}; known: {', '.join(REGISTRY)}") from None
-    return importlib.import_module(module).DOMAIN
+    """The domain `name` (its package is imported on first use); DomainError if unknown or if
+    its package does not provide a `Domain` of that spec."""
+    if name in _domains:
+        return _domains[name]
+    spec = get_spec(name)
+    domain = load_object(spec.domain, f"the functions of domain {name}")
+    if not isinstance(domain, Domain) or domain.spec != spec:
+        raise DomainError(f"{spec.domain} is not the Domain of spec {name!r} (a Domain whose "
+                          "spec is the registered one)")
+    _domains[name] = domain
+    return domain
+
+
+def domain_name_of(env_config: Any) -> str:
+    """The domain of a configuration: its class attribute `domain`, else the registered spec
+    whose `config` names its class."""
+    kind = type(env_config)
+    if kind not in _config_types:
+        name = getattr(kind, "domain", None)
+        if not isinstance(name, str):
+            path = f"{kind.__module__}:{kind.__qualname__}"
+            name = next((s.name for s in map(get_spec, names()) if s.config == path), None)
+            if name is None:
+                raise DomainError(f"{kind.__qualname__} is the configuration of no registered "
+                                  "domain")
+        _config_types[kind] = name
+    return _config_types[kind]
 
 
 def domain_of(env_config: Any) -> Domain:
-    """The domain of an environment configuration (its class attribute `domain`)."""
-    return get_domain(type(env_config).domain)
+    """The domain of an environment configuration."""
+    return get_domain(domain_name_of(env_config))
+
+
+def __getattr__(name: str) -> Any:  # check_domain imports JAX: only when asked for
+    if name == "check_domain":
+        from dgpg.domains.check import check_domain
+
+        return check_domain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_DOMAIN",
+    "ENTRY_POINT_GROUP",
+    "Domain",
+    "DomainError",
+    "DomainOption",
+    "DomainSpec",
+    "EnvConfig",
+    "check_domain",
+    "domain_name_of",
+    "domain_of",
+    "get_domain",
+    "get_spec",
+    "names",
+    "problems",
+    "refresh",
+    "register",
+    "registered_specs",
+    "unregister",
+]

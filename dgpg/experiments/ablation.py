@@ -1,4 +1,4 @@
-"""Ablation of the aligned model (DESIGN section 4): which of its choices make DG-PG work.
+"""Ablation of the aligned model (docs/design.md, section 4): which of its choices make DG-PG work.
 
 DG-PG at N = 20 and 50 for 100 episodes: the fluid model against the aligned one at alpha in
 {0.2, 0.5, 0.8}, and each variant of the aligned model at alpha = 0.5: `aligned-state` (the
@@ -84,5 +84,5 @@ def ablation_markdown(rows: list[dict[str, Any]], grid: AblationGrid) -> str:
           common.pm(r["test_return"], r["test_return_ci"]),
           "-" if r["test_return_sampled"] is None
           else common.pm(r["test_return_sampled"], r["test_return_sampled_ci"]),
-          common.fmt(r["bestfit_central_test_return"])] for r in rows])
+          common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

@@ -156,6 +156,6 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
           f"{r['converged_seeds']}/{r['seeds']}",
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["test_return_sampled"], missing="-"),
-          common.fmt(r["bestfit_central_test_return"]),
+          common.fmt(r["reference_test_return"]),
           common.fmt(r["least_loaded_test_return"])] for r in rows])
     return head + table

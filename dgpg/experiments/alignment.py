@@ -1,4 +1,5 @@
-"""Learning curves of the aligned model against the fluid one and the baselines (DESIGN 4).
+"""Learning curves of the aligned model against the fluid one and the baselines (docs/design.md,
+section 4).
 
     alignment  learning curves at N = 5, 20, 50, 200 of DG-PG with the aligned model (the
                default), DG-PG with the fluid model, MAPPO and IPPO, with best-fit-central,

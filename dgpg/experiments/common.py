@@ -115,7 +115,7 @@ def first_within(values: np.ndarray, reference: float) -> int | None:
 
 def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
     """The numbers of one training run that the tables report."""
-    ref = summary["bestfit_central_val_return"]
+    ref = summary["reference_val_return"]
     per_seed = converge_per_seed(values, ref)
     final = values[-FINAL_WINDOW:].mean(axis=0)
     return {
@@ -130,8 +130,8 @@ def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[
         "best_val_return": summary["best_val_return"],
         "test_return": summary["test_return"],
         "test_return_ci": summary["test_return_ci"],
-        "bestfit_central_val_return": ref,
-        "bestfit_central_test_return": summary["bestfit_central_test_return"],
+        "reference_val_return": ref,
+        "reference_test_return": summary["reference_test_return"],
         "wall_seconds": summary["wall_seconds"],
     }
 

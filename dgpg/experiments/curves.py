@@ -1,6 +1,6 @@
 """Learning curves of training runs: validation return per episode, mean over seeds with a band.
 
-Reads each run folder's metrics.csv and summary.json (for the best-fit-central reference line)
+Reads each run folder's metrics.csv and summary.json (for the line of the run's reference heuristic)
 and writes one PNG, a CSV of the plotted numbers and a Markdown table of the runs' summaries
 (test return of the best checkpoint, episodes to converge, wall time).
 """
@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
+from dgpg.config import read_summary  # noqa: E402
 
 
 class CurveError(Exception):
@@ -48,8 +49,8 @@ def _read_curve(run_dir: Path, metrics: Path, column: str) -> tuple[str, np.ndar
     for r in rows:
         values[episodes.index(int(r["episode"])), seeds.index(int(r["seed"]))] = float(r[column])
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    if not isinstance(summary, dict):
+    summary = read_summary(summary_path) if summary_path.exists() else {}
+    if summary is None:
         raise CurveError(f"{summary_path} is not a summary written by dgpg train")
     summary_table([("check", 1, summary)])  # a malformed summary fails here, before any write
     label = config["algo"] if config["algo"] != "dgpg" else f"dgpg (alpha={config['alpha']})"
@@ -61,7 +62,7 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
     """Plot the runs' curves into `out_png` (and the numbers into the same name .csv)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows = []
-    reference = None
+    reference = reference_name = None
     summaries = []
     for i, run_dir in enumerate(run_dirs):
         label, values, summary = load_curve(run_dir, column)
@@ -76,14 +77,14 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
         rows += [{"run": str(run_dir), "label": label, "episode": int(e), "mean": float(m),
                   "min": float(a), "max": float(b)}
                  for e, m, a, b in zip(x, mean, lo, hi, strict=True)]
-        key = "bestfit_central_val_return" if column == "val_return" else None
+        key = "reference_val_return" if column == "val_return" else None
         if key and key in summary:
-            reference = summary[key]
+            reference, reference_name = summary[key], summary.get("reference", "reference")
     magnitudes = np.abs([r["mean"] for r in rows]) if rows else np.ones(1)
     if magnitudes.max() > 20 * max(magnitudes.min(), 1.0):  # early returns dwarf late ones
         ax.set_yscale("symlog", linthresh=10.0)
     if reference is not None:
-        ax.axhline(reference, color="k", ls="--", lw=1, label="best-fit-central")
+        ax.axhline(reference, color="k", ls="--", lw=1, label=reference_name)
     ax.set(xlabel="episode", ylabel=column.replace("_", " "),
            title=title or "learning curves (greedy policy on the 10 validation scenarios)")
     ax.legend(fontsize=8)
@@ -104,14 +105,16 @@ def summary_table(summaries: list[tuple[str, int, dict]]) -> str:
         value = summary.get(key)
         return "-" if value is None else format(value, fmt)
 
-    lines = ["| run | seeds | test return (95 % CI) | best-fit-central test return | best val "
+    references = {s.get("reference", "reference") for _, _, s in summaries if s}
+    reference = references.pop() if len(references) == 1 else "reference"
+    lines = [f"| run | seeds | test return (95 % CI) | {reference} test return | best val "
              "return | episodes to converge | wall time (s) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, seeds, s in summaries:
         test = (f"{s['test_return']:.2f} ± {s['test_return_ci']:.2f}"
                 if "test_return" in s else "-")
         converge = s.get("episodes_to_converge", "-") if s else "-"
-        bfc = num(s, "bestfit_central_test_return", ".2f")
+        bfc = num(s, "reference_test_return", ".2f")
         lines.append(f"| {label} | {seeds} | {test} | {bfc} | {num(s, 'best_val_return', '.2f')} | "
                      f"{'not within 10 %' if converge is None else converge} | "
                      f"{num(s, 'wall_seconds', '.0f')} |")

@@ -1,4 +1,4 @@
-"""Figure 2: sensitivity of DG-PG to the guidance weight alpha (DESIGN section 7).
+"""Figure 2: sensitivity of DG-PG to the guidance weight alpha (docs/design.md, section 7).
 
 DG-PG at one N (50 in the full run) for each alpha; learning curves (greedy validation return,
 mean of seeds with a min-max band) with the best-fit-central return dashed, and a table of the
@@ -57,7 +57,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
         common.plot_band(ax, values, f"alpha={spec.alpha:g}", f"C{i}")
         curve_rows += common.curve_rows(values, alpha=spec.alpha)
         rows.append(common.run_row(spec, summary, values))
-        reference = summary["bestfit_central_val_return"]
+        reference = summary["reference_val_return"]
     ax.axhline(reference, color="k", ls="--", lw=1, label="best-fit-central")
     ax.set(xlabel="episode", ylabel="validation return (greedy, 10 scenarios)",
            title=f"DG-PG, alpha sensitivity, N={grid.n_agents}")
@@ -78,7 +78,7 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
          "seeds converged", "first within 10 %"],
         [[f"{r['alpha']:g}", common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["bestfit_central_test_return"]), common.fmt(r["episodes_to_converge"]),
+          common.fmt(r["reference_test_return"]), common.fmt(r["episodes_to_converge"]),
           f"{r['converged_seeds']}/{r['seeds']}",
           common.fmt(r["first_episode_within"], missing="never")]
          for r in rows])

@@ -1,4 +1,4 @@
-"""Figure 3: the controlled comparison at small N (DESIGN section 7).
+"""Figure 3: the controlled comparison at small N (docs/design.md, section 7).
 
 DG-PG, MAPPO and IPPO (identical actors; each with its tuned learning rate and entropy
 coefficient, `dgpg.learners.ppo.TUNED`) at N in {2, 5, 10}: DG-PG for 200 episodes, MAPPO and
@@ -65,7 +65,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
             common.plot_band(ax, values, spec.algo, COLORS.get(spec.algo, "C3"), scale=-1.0)
             curve_rows += common.curve_rows(values, algo=spec.algo, n_agents=n)
             rows.append(common.run_row(spec, summary, values))
-            reference = summary["bestfit_central_val_return"]
+            reference = summary["reference_val_return"]
         ax.axhline(-reference, color="k", ls="--", lw=1, label="best-fit-central")
         ax.set(xlabel="episode", yscale="log", title=f"N={n}",
                ylabel="validation cost = -return (greedy, 10 scenarios)")
@@ -90,5 +90,5 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
           common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["bestfit_central_test_return"])] for r in rows])
+          common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

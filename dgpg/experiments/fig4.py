@@ -1,4 +1,4 @@
-"""Figure 4: scalability, test return against N (DESIGN section 7).
+"""Figure 4: scalability, test return against N (docs/design.md, section 7).
 
 For each N, DG-PG, MAPPO and IPPO are trained with the same budget; each seed's best checkpoint
 on the validation scenarios is evaluated on the 40 test scenarios (training.py does this and
@@ -38,14 +38,15 @@ import numpy as np  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
 from dgpg.config import overrides_json, parse_overrides  # noqa: E402
+from dgpg.domains import get_spec  # noqa: E402
 from dgpg.experiments import common, sweep  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 from dgpg.learners.config import TUNED_AT_SCALE  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
 SCENARIOS = ("test", "validation")
-HEURISTIC_NAMES = ("random", "round-robin", "least-loaded", "best-fit", "best-fit-central",
-                   "analytical")
+HEURISTIC_NAMES = tuple(h for h in get_spec("cloud").heuristics if h != "model-greedy")
+"""The cloud's heuristics but model-greedy, which figure 4 evaluates as a task of its own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,7 @@ class HeuristicSpec:
     @property
     def key(self) -> str:
         names = ",".join(self.heuristics)
-        overrides = sweep.canonical_overrides(self.overrides)  # the same wherever a network lies
+        overrides = sweep.canonical_overrides(self.overrides, self.domain)  # e.g. a network
         digest = hashlib.sha256(f"{names}|{overrides}".encode()).hexdigest()[:8]
         prefix = "heuristics" if self.scenarios == "test" else f"{self.scenarios}_heuristics"
         suffix = "" if self.domain == "cloud" else f"_{self.domain}"  # cloud keys predate it

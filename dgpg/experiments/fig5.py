@@ -1,4 +1,4 @@
-"""Figure 5: scale-invariant convergence of DG-PG (DESIGN section 7).
+"""Figure 5: scale-invariant convergence of DG-PG (docs/design.md, section 7).
 
 DG-PG learning curves for every N of figure 4 (the same runs: `dgpg reproduce all` trains them
 once). Returns differ in scale between N, so each curve is divided by the magnitude of its own
@@ -62,7 +62,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
         for spec in panel_specs:
             summary = panel_report.results[spec.key]
             values = common.val_curves(common.run_folder(opts, spec))
-            scale = 1.0 / abs(summary["bestfit_central_val_return"])
+            scale = 1.0 / abs(summary["reference_val_return"])
             common.plot_band(ax, values, f"N={spec.n_agents}", colours[spec.n_agents],
                              scale=scale)
             curve_rows += [dict(r, normalised_mean=r["mean"] * scale)
@@ -95,7 +95,7 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
           r["episodes_to_converge_per_seed"].replace("null", "-"),
           common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
-          common.fmt(r["bestfit_central_val_return"]),
+          common.fmt(r["reference_val_return"]),
           common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["bestfit_central_test_return"])] for r in rows])
+          common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

@@ -1,4 +1,4 @@
-"""Stationary points under guidance, on a static routing game (DESIGN sections 4 and 7).
+"""Stationary points under guidance, on a static routing game (docs/design.md, sections 4 and 7).
 
 The game: N agents route divisible demands w_i over K shared servers with effective capacities
 kappa_k and background loads L_k. Agent i's policy is a softmax over the K servers (logits
@@ -8,9 +8,9 @@ is the negative water-filling potential,
     J(theta) = -sum_k (L_k + x_k)^2 / kappa_k / S            (S = J's magnitude at the start),
 
 maximised exactly by the water-filling allocation x* of W = sum_i w_i. Every server is a
-candidate of every agent, so the DESIGN's reference p*_i(k) = x*_k / W (x* split equally
+candidate of every agent, so the design's reference p*_i(k) = x*_k / W (x* split equally
 between the agents that share a server) reproduces x*: it is an optimum of J. Agent i's guidance
-loss is the model's G_i (dgpg.analytical.cloud): the potential with the other agents at the
+loss is the model's G_i (dgpg.domains.cloud.fluid): the potential with the other agents at the
 reference and agent i at its policy, divided by w_i times the water level.
 
 Exact-gradient ascent (jax.grad, float64, the same step size and start) is run on J and on the

@@ -30,7 +30,6 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import hashlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -44,6 +43,7 @@ from typing import Any, Protocol
 
 from dgpg import atomic
 from dgpg.config import overrides_json, parse_overrides  # noqa: F401 (re-exported)
+from dgpg.domains import registered_specs
 
 BACKENDS = ("local", "ray")
 RUNS = "runs"
@@ -122,27 +122,23 @@ def env_config(n_agents: int, overrides: str = "", domain: str = "cloud"):
     return make_env_config(n_agents, parse_overrides(overrides)["env"], domain)
 
 
-def canonical_overrides(overrides: str) -> str:
-    """The overrides as task keys see them: a TNTP network as its file name and the digest of
-    its two files, not its path, so that the same run has the same key wherever the files lie
-    (other overrides unchanged)."""
+def canonical_overrides(overrides: str, domain: str = "cloud") -> str:
+    """The overrides as task keys see them: the env overrides as the domain's `sweep_key` names
+    them (RoadNet: a TNTP network as its file name and digest, not its path, so that the same
+    run has the same key wherever the files lie); the others unchanged."""
+    from dgpg.domains import get_spec, load_object
+
+    spec = get_spec(domain)
     data = parse_overrides(overrides)
-    network = data["env"].get("network")
-    if network in (None, "grid"):
+    if spec.sweep_key is None or not data["env"]:
         return overrides
-    digest = hashlib.sha256()
-    for suffix in ("_net.tntp", "_trips.tntp"):
-        try:
-            digest.update(Path(f"{network}{suffix}").read_bytes())
-        except OSError:
-            digest.update(b"missing")
-    data["env"]["network"] = f"{Path(network).name}:{digest.hexdigest()[:16]}"
+    data["env"] = load_object(spec.sweep_key, f"the sweep key of domain {domain}")(data["env"])
     return overrides_json(**data)
 
 
-def overrides_digest(overrides: str) -> str:
+def overrides_digest(overrides: str, domain: str = "cloud") -> str:
     """8 hex digits that name a run's overrides in its key (`canonical_overrides`)."""
-    return hashlib.sha256(canonical_overrides(overrides).encode()).hexdigest()[:8]
+    return hashlib.sha256(canonical_overrides(overrides, domain).encode()).hexdigest()[:8]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +175,7 @@ class RunSpec:
         key = (f"{self.algo}_n{self.n_agents}_a{self.alpha:g}_e{self.episodes}"
                f"_s{self.seed}x{self.seeds}")
         if self.overrides:
-            key += "_" + overrides_digest(self.overrides)
+            key += "_" + overrides_digest(self.overrides, self.domain)
         if self.model not in ("fluid", "none"):  # runs of the fluid model predate the option
             key += f"_{self.model}"
         if self.domain != "cloud":  # cloud runs predate the option
@@ -197,10 +193,9 @@ class RunSpec:
             raise ValueError(f"bad run configuration: {e}") from None
 
     def result(self, folder: Path) -> dict[str, Any] | None:
-        try:
-            summary = json.loads((folder / "summary.json").read_text())
-        except (OSError, ValueError):
-            return None
+        from dgpg.config import read_summary
+
+        summary = read_summary(folder / "summary.json")
         expected = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
                     "seeds": self.seeds}
         if self.domain != "cloud":
@@ -270,8 +265,19 @@ def execute(task: Task, folder: Path) -> dict[str, Any]:
         return task.execute(folder)
 
 
-def _worker_init() -> None:
-    """Pool worker set-up: die with the sweep process; compilation cache."""
+def _register(specs: Sequence[Any]) -> None:
+    """Add the domains registered in the sweep's own process (`dgpg.domains.register`) to this
+    worker; installed domains it finds through their entry points."""
+    from dgpg.domains import register
+
+    for spec in specs:
+        register(spec, replace=True)
+
+
+def _worker_init(specs: Sequence[Any] = ()) -> None:
+    """Pool worker set-up: die with the sweep process; compilation cache; the sweep's
+    registered domains."""
+    _register(specs)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -375,7 +381,8 @@ def _one_line(e: BaseException) -> str:
 def _run_local(pending, out, workers, address, results, failures, state) -> None:
     ctx = multiprocessing.get_context("spawn")
     n = min(workers or default_workers(), len(pending))
-    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init) as pool:
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                                initargs=(registered_specs(),)) as pool:
         futures = {pool.submit(execute, t, task_folder(out, t)): t for t in pending}
         try:
             remaining = set(futures)
@@ -408,8 +415,10 @@ def _read_folder(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _ray_execute(task: Task, files: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+def _ray_execute(task: Task, files: dict[str, bytes], specs: Sequence[Any] = ()
+                 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Body of a Ray task: rebuild the task's folder locally, run it, ship the folder back."""
+    _register(specs)
     with tempfile.TemporaryDirectory(prefix="dgpg-") as tmp:
         folder = Path(tmp) / task.key
         for rel, data in files.items():
@@ -451,7 +460,8 @@ def _run_ray(pending, out, workers, address, results, failures, state) -> None:
         while queue or inflight:
             while queue and len(inflight) < window:
                 task = queue.pop(0)
-                inflight[remote.remote(task, _read_folder(task_folder(out, task)))] = task
+                inflight[remote.remote(task, _read_folder(task_folder(out, task)),
+                                       registered_specs())] = task
             done, _ = ray.wait(list(inflight), num_returns=1, timeout=2.0)
             last = None
             for ref in done:

@@ -1,4 +1,4 @@
-"""Per-agent gradient variance against N (DESIGN sections 1 and 7).
+"""Per-agent gradient variance against N (docs/design.md, sections 1 and 7).
 
 At a fixed policy (the DG-PG actor and centralised critic at initialisation, seed s, on training
 scenario s) independent roll-outs give independent samples of agent 0's update direction,
@@ -205,12 +205,12 @@ class GradientSpec:
     def execute(self, folder: Path) -> dict[str, Any]:
         import jax
 
-        from dgpg.envs.cloud import EnvConfig
+        from dgpg.config import make_env_config
         from dgpg.learners.ppo import TrainConfig, init_runner
 
         folder.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(algo="dgpg", hidden=self.hidden, model=self.model)
-        env = EnvConfig(n_agents=self.n_agents, episode_steps=self.horizon)
+        env = make_env_config(self.n_agents, {"episode_steps": self.horizon}, "cloud")
         runner = jax.jit(init_runner, static_argnums=(1, 2))(jax.random.key(self.seed), config,
                                                              env)
         sample = gradient_sampler(config, env)

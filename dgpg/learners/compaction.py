@@ -1,4 +1,4 @@
-"""The actor on occupied job slots only (DESIGN section 9).
+"""The actor on occupied job slots only (docs/design.md, section 9).
 
 An agent has J = 8 job slots per step but receives about one job, so scoring every slot wastes
 most of the actor's work. `occupied_logits` gathers the occupied slots of a batch into a padded
@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from dgpg.envs.observation import Observation
+from dgpg.domains.observation import Observation
 
 Scorer = Callable[[Any, Observation], jax.Array]
 """`scorer(params, obs) -> logits (..., J, K)`: the actor applied densely."""

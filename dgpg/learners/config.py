@@ -9,13 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dgpg.domains import SPECS
-
-MODEL_NAMES = tuple(dict.fromkeys(m for spec in SPECS.values() for m in spec.models))
-"""DG-PG's analytical models in every domain (a run's domain has some of them: `SPECS`; the
-cloud's are built by `dgpg.analytical.MODELS`)."""
-DEFAULT_MODEL = "aligned"
-
 ALGORITHMS = ("dgpg", "mappo", "ippo")
 
 ACTOR_NAMES = ("scorer", "scorer-raw", "mlp")
@@ -51,8 +44,9 @@ class TrainConfig:
     """dgpg, mappo or ippo."""
     alpha: float = 0.5
     """Guidance weight of DG-PG in [0, 1]; MAPPO and IPPO ignore it (weight 0)."""
-    model: str = DEFAULT_MODEL
-    """DG-PG's analytical model (dgpg.analytical.MODELS); MAPPO and IPPO use none."""
+    model: str | None = None
+    """DG-PG's analytical model, one of the domain's (`DomainSpec.models`; None: the domain's
+    default, its first); MAPPO and IPPO build none."""
     learning_rate: float = 1e-3
     """Adam step size, actor and critic."""
     ent_coef: float = 0.003
@@ -87,8 +81,8 @@ class TrainConfig:
         if self.actor not in ACTOR_NAMES:
             known = ", ".join(ACTOR_NAMES)
             raise ValueError(f"actor must be one of {known}, got {self.actor!r:.40}")
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r:.40}; known: {', '.join(MODEL_NAMES)}")
+        if self.model is not None and not isinstance(self.model, str):
+            raise ValueError(f"model must be a model's name, got {self.model!r:.40}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
                      "max_grad_norm"):
             value = getattr(self, name)

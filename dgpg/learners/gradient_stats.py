@@ -25,7 +25,6 @@ so E[grad log pi(a_it) A'_t] = 0 at every t and E g_i^cf = E g_i (`make_split_ro
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -36,57 +35,15 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from dgpg.domains import EnvConfig, domain_of
-from dgpg.envs.observation import Observation
+from dgpg.domains.observation import Observation
 from dgpg.learners.networks import make_actor
 from dgpg.learners.ppo import (
-    Runner,
     TrainConfig,
     ValueNorm,
     actor_logits,
     gae,
-    make_rollout,
     make_value_fn,
 )
-
-
-def agent_gradient_samples(
-    config: TrainConfig,
-    env_config: EnvConfig,
-    runner: Runner,
-    alpha: float,
-    n_rollouts: int,
-    key: jax.Array,
-    scenario_seed: int = 0,
-    agent: int = 0,
-) -> np.ndarray:
-    """(n_rollouts, P) samples of agent `agent`'s actor-gradient contribution (see module)."""
-    if not 0 <= agent < env_config.n_agents:
-        raise ValueError(f"agent must be in [0, {env_config.n_agents}), got {agent}")
-    guided = dataclasses.replace(config, algo="dgpg", alpha=float(alpha))
-    rollout = make_rollout(guided, env_config)
-    actor = make_actor(config, env_config)
-    model = domain_of(env_config).make_model(config.model, env_config)
-    scenario_key = jax.random.key(scenario_seed)
-
-    def one(k):
-        traj, last_value, _ = rollout(runner.params, runner.value_norm, k, scenario_key)
-        adv, _ = gae(traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda)
-        obs_i = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.obs)
-        ref_i = jax.tree.map(lambda x: x[:, agent : agent + 1], traj.reference)
-        actions_i = traj.actions[:, agent : agent + 1]
-        mask = obs_i.job_mask
-
-        def loss(actor_params):
-            logp = jax.nn.log_softmax(actor.apply(actor_params, obs_i), axis=-1)
-            logp_a = jnp.take_along_axis(logp, actions_i[..., None], axis=-1)[..., 0]
-            pg = -jnp.sum(jnp.where(mask, adv[:, None, None] * logp_a, 0.0)) / adv.shape[0]
-            guidance = jnp.mean(jax.vmap(model.guidance_loss)(jnp.exp(logp), ref_i))
-            return (1.0 - alpha) * pg + alpha * guidance
-
-        return ravel_pytree(jax.grad(loss)(runner.params["actor"]))[0]
-
-    keys = jax.random.split(key, n_rollouts)
-    return np.asarray(jax.jit(jax.vmap(one))(keys), dtype=np.float64)
 
 
 def relative_variance(samples: np.ndarray) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Networks shared by DG-PG, MAPPO and IPPO (DESIGN section 5).
+"""Networks shared by DG-PG, MAPPO and IPPO (docs/design.md, section 5).
 
 The default actor is one scorer MLP applied to every (job, candidate, context) triple, followed
 by a softmax over the K candidates; `scorer-raw` is the same without the derived after-placement
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from dgpg.domains import domain_of
-from dgpg.envs.observation import Observation
+from dgpg.domains.observation import Observation
 
 
 class Actor(nn.Module):
@@ -72,13 +72,14 @@ def make_actor(config, env_config) -> nn.Module:
 
 
 class CentralCritic(nn.Module):
-    """Value of the global state: servers (..., M, F) and context (..., Fx) -> (...)."""
+    """Value of the global state: entities (..., E, F) (the cloud's servers, the roads' links)
+    and context (..., Fx) -> (...)."""
 
     hidden: int = 64
 
     @nn.compact
-    def __call__(self, servers: jax.Array, context: jax.Array) -> jax.Array:
-        e = nn.tanh(nn.Dense(self.hidden)(servers))
+    def __call__(self, entities: jax.Array, context: jax.Array) -> jax.Array:
+        e = nn.tanh(nn.Dense(self.hidden)(entities))
         e = nn.tanh(nn.Dense(self.hidden)(e))
         pooled = jnp.concatenate([jnp.mean(e, axis=-2), jnp.max(e, axis=-2), context], axis=-1)
         h = nn.tanh(nn.Dense(self.hidden)(pooled))

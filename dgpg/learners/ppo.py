@@ -1,4 +1,5 @@
-"""One PPO-family learner with parameter sharing: DG-PG, MAPPO and IPPO (DESIGN sections 4-5).
+"""One PPO-family learner with parameter sharing: DG-PG, MAPPO and IPPO (docs/design.md, sections
+4-5).
 
 The three algorithms share the actor network and every hyperparameter; they differ only in
     MAPPO  centralised critic on the global state,
@@ -23,12 +24,11 @@ import optax
 from flax import struct
 
 from dgpg.domains import EnvConfig, domain_of
-from dgpg.envs.observation import Observation
+from dgpg.domains.observation import Observation
 from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import (  # noqa: F401 (re-exported)
     ACTOR_NAMES,
     ALGORITHMS,
-    DEFAULT_MODEL,
     TUNED,
     TrainConfig,
 )
@@ -83,7 +83,7 @@ class Trajectory:
     """One episode, leading axis T."""
 
     obs: Observation  # (T, N, ...)
-    servers: jax.Array  # (T, M, F) global state for the centralised critic
+    entities: jax.Array  # (T, E, F) global state for the centralised critic
     context: jax.Array  # (T, Fx)
     actions: jax.Array  # (T, N, J)
     log_probs: jax.Array  # (T, N, J)
@@ -119,10 +119,10 @@ def init_runner(key: jax.Array, config: TrainConfig, env_config: EnvConfig) -> R
     """Initial parameters, optimiser state and key of one seed."""
     k_actor, k_critic, _, k_run = jax.random.split(key, 4)
     actor, critic = _networks(config, env_config)
-    obs, (servers, context) = _example_inputs(env_config)
+    obs, (entities, context) = _example_inputs(env_config)
     params = {
         "actor": actor.init(k_actor, obs),
-        "critic": critic.init(k_critic, servers, context)
+        "critic": critic.init(k_critic, entities, context)
         if config.central_critic
         else critic.init(k_critic, obs),
     }
@@ -205,8 +205,8 @@ def make_value_fn(config: TrainConfig, env_config: EnvConfig):
 
     def value_of(params, state, obs, value_norm):
         if config.central_critic:
-            servers, context = domain.global_state(state, env_config)
-            v = critic.apply(params["critic"], servers, context)
+            entities, context = domain.global_state(state, env_config)
+            v = critic.apply(params["critic"], entities, context)
         else:
             v = critic.apply(params["critic"], obs)
         return value_norm.denormalize(v)
@@ -219,8 +219,8 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
     domain = domain_of(env_config)
     actor = _networks(config, env_config)[0]
     logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
-    model = domain.make_model(config.model, env_config)
     guided = config.algo == "dgpg"
+    model = domain.make_model(config.model, env_config) if guided else None
     value_of = make_value_fn(config, env_config)
 
     def rollout(params, value_norm: ValueNorm, key: jax.Array, scenario_key: jax.Array):
@@ -235,11 +235,12 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
                 jax.nn.log_softmax(logits, axis=-1), actions[..., None], axis=-1
             )[..., 0]
             value = value_of(params, state, obs, value_norm)
-            servers, context = domain.global_state(state, env_config)
+            entities, context = domain.global_state(state, env_config)
             reference = (model.reference(state, jax.nn.softmax(logits, axis=-1)) if guided
                          else None)
             next_state, reward, metrics = domain.step(k_env, state, actions, env_config)
-            transition = Trajectory(obs, servers, context, actions, log_probs, value, reward,
+            metrics = {**metrics, "reward": reward}  # a domain need not report it
+            transition = Trajectory(obs, entities, context, actions, log_probs, value, reward,
                                     reference)
             return next_state, (transition, metrics)
 
@@ -259,7 +260,8 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
     (time steps x agents)."""
     actor, critic = _networks(config, env_config)
     logits_of = actor_logits(actor, env_config, rows, dense)
-    model = domain_of(env_config).make_model(config.model, env_config)
+    guided = config.algo == "dgpg"
+    model = domain_of(env_config).make_model(config.model, env_config) if guided else None
     alpha = config.guidance_weight
 
     def loss(params, batch):
@@ -275,7 +277,7 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
         entropy = masked_mean(categorical_entropy(logits), mask)
 
         if config.central_critic:
-            v = critic.apply(params["critic"], batch["servers"], batch["context"])
+            v = critic.apply(params["critic"], batch["entities"], batch["context"])
         else:
             v = critic.apply(params["critic"], traj.obs)
         value_loss = 0.5 * jnp.mean((v - batch["targets"]) ** 2)
@@ -313,15 +315,15 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         agents = (jnp.arange(N) if n_sub == N
                   else jax.random.choice(k_agents, N, (n_sub,), replace=False))
         full = data["traj"]
-        servers, context = full.servers[t_idx], full.context[t_idx]
+        entities, context = full.entities[t_idx], full.context[t_idx]
         # one gather of (steps, agents) per leaf: at large N, gathering the steps first would
         # copy every agent's data before the subsample
-        traj = full.replace(servers=None, context=None, values=None, rewards=None)
+        traj = full.replace(entities=None, context=None, values=None, rewards=None)
         traj = jax.tree.map(lambda x: x[t_idx[:, None], agents[None, :]], traj)
         adv, targets = data["advantages"][t_idx], data["targets"][t_idx]
         if not config.central_critic:
             adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
-        batch = {"traj": traj, "servers": servers, "context": context, "advantages": adv,
+        batch = {"traj": traj, "entities": entities, "context": context, "advantages": adv,
                  "targets": targets}
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
         aux["grad_norm"] = optax.tree.norm(grads)

@@ -1,0 +1,72 @@
+"""`dgpg domains`: the registered domains, their models and heuristics, and plug-ins left out."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dgpg.cli.common import CLIError, console, note
+
+
+def domains(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+    = False,
+    check: Annotated[
+        str | None, typer.Option("--check", metavar="NAME",
+                                 help="Run the conformance checks (check_domain) on domain NAME "
+                                      "at N = 3 and exit 2 if one fails.")
+    ] = None,
+) -> None:
+    """List the domains (built-in and installed plug-ins): models (default first), heuristics,
+    reference, options and experiments; plug-ins that could not be loaded, with the reason."""
+    from dgpg.domains import DomainError, get_spec, names, problems
+
+    if check is not None:
+        from dgpg.cli.common import compilation_cache, spinner
+        from dgpg.config import make_env_config
+        from dgpg.domains import check_domain, get_domain
+
+        try:
+            domain = get_domain(check)
+            config = make_env_config(3, {}, check)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        compilation_cache()
+        with spinner() as progress:
+            progress.add_task(f"checking domain {check}")
+            try:
+                report = check_domain(domain, config)
+            except AssertionError as e:
+                raise CLIError(f"domain {check} fails check_domain: {e}") from None
+        console.print(f"domain {check}: {len(report)} checks passed", markup=False)
+        return
+    rows = []
+    for name in names():
+        try:
+            spec = get_spec(name)
+        except DomainError as e:  # pragma: no cover - names() lists loaded specs only
+            note(str(e))
+            continue
+        rows.append({"name": name, "title": spec.title, "summary": spec.summary,
+                     "models": list(spec.models), "heuristics": list(spec.heuristics),
+                     "reference": spec.reference,
+                     "options": [o.flag for o in spec.options],
+                     "experiments": list(spec.experiments)})
+    left_out = problems()
+    if as_json:
+        print(json.dumps({"domains": rows, "problems": left_out}, indent=2))
+        return
+    table = Table(title="dgpg domains")
+    for column in ("domain", "models (default first)", "heuristics (reference *)", "options",
+                   "experiments"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(f"{r['name']}\n{r['title']}", ", ".join(r["models"]),
+                      ", ".join(h + "*" * (h == r["reference"]) for h in r["heuristics"]),
+                      ", ".join(r["options"]) or "-", ", ".join(r["experiments"]) or "-")
+    console.print(table)
+    for name, reason in left_out.items():
+        note(f"left out: {name}: {reason}")

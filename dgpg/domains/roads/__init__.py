@@ -1,0 +1,35 @@
+"""RoadNet: static traffic assignment on road networks with BPR latencies.
+
+The folder holds the whole domain: `network` (the network and its TNTP loader), `config`
+(JAX-free), `links` and `system_optimum` (flows and the period's optimum), `assignment` (the
+user-equilibrium and system-optimum solvers), `env` (the pure environment), `model` (its
+analytical model), `heuristics`, the PettingZoo adapter (`pettingzoo`), `domain` (its
+`Domain`) and its experiment (`experiment`, `dgpg reproduce roads`). This module is its JAX-free
+declaration.
+"""
+
+from dgpg.domains.spec import DomainOption, DomainSpec
+
+SPEC = DomainSpec(
+    name="roads",
+    title="RoadNet",
+    summary="OD-pair agents route platoons over candidate paths of a congested road network",
+    config=f"{__name__}.config:RoadConfig",
+    domain=f"{__name__}.domain:DOMAIN",
+    models={"aligned": f"{__name__}.model:AlignedRoadModel"},
+    heuristics={
+        "free-flow": f"{__name__}.heuristics:free_flow",
+        "fastest": f"{__name__}.heuristics:fastest",
+        "random": f"{__name__}.heuristics:random_paths",
+        "so-sample": f"{__name__}.heuristics:so_sample",
+        "model-greedy": f"{__name__}.heuristics:model_greedy",
+    },
+    reference="so-sample",
+    table_metrics=("return", "mean_travel_time", "so_ratio", "gap", "overload"),
+    options=(DomainOption(
+        flag="--network", field="network", metavar="PATH_PREFIX", path=True,
+        help="The TNTP network with files PATH_PREFIX_net.tntp and PATH_PREFIX_trips.tntp "
+             "(default: the generated grid city; env.network)."),),
+    sweep_key=f"{__name__}.config:sweep_key",
+    experiments={"roads": f"{__name__}.experiment"},
+)

@@ -1,0 +1,128 @@
+"""`DomainSpec`: everything the command line, sweeps and figures know of a domain before JAX loads.
+
+A domain declares each of its names once, here: its analytical models (the default first), its
+heuristics, the reference heuristic, the metrics of `dgpg evaluate`'s table, its extra
+command-line options and domain-only experiments. Every implementation is named by an import
+path "module:attribute" and imported on first use, so that a spec is cheap to import and a bad
+name is refused in one line before any compilation. This module imports neither JAX nor a domain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+
+class DomainError(ValueError):
+    """A domain that cannot be found, registered or loaded; the message is one line."""
+
+
+def load_object(path: str, what: str = "object") -> Any:
+    """The attribute named by "package.module:attribute"; DomainError (one line) otherwise."""
+    module, sep, attribute = path.partition(":")
+    if not sep or not module or not attribute:
+        raise DomainError(f"{what} {path!r:.80} is not of the form 'module:attribute'")
+    try:
+        found = importlib.import_module(module)
+    except Exception as e:  # a plug-in's own import error, whatever it is
+        raise DomainError(f"cannot import {module!r} for {what} {path!r}: "
+                          f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]) from None
+    try:
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        raise DomainError(f"{what} {path!r}: {module!r} has no attribute {attribute!r}") from None
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainOption:
+    """A domain's own command-line option of `dgpg train`, `evaluate` and `bench`: `flag VALUE`
+    sets the environment field `field` (RoadNet's `--network PATH_PREFIX` sets `env.network`)."""
+
+    flag: str
+    """The option, e.g. "--network"."""
+    field: str
+    """The environment configuration's field it sets."""
+    help: str
+    metavar: str = "VALUE"
+    path: bool = False
+    """The value is a file path (made absolute, so that a run can be resumed from elsewhere)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainSpec:
+    """A domain's declaration (see the module docstring). Only `name`, `title`, `config`,
+    `domain`, `models`, `heuristics` and `reference` are required."""
+
+    name: str
+    """`--domain NAME`: lower case letters, digits and dashes."""
+    title: str
+    """The environment's name in tables and figures ("HeteroCloud")."""
+    config: str
+    """"module:Class" of the environment configuration: a frozen, hashable dataclass (a `jit`
+    static argument) with fields `n_agents` and `episode_steps`, buildable from `n_agents` alone,
+    whose module imports no JAX."""
+    domain: str
+    """"module:attribute" of the domain's `Domain` (its pure functions; may import JAX)."""
+    models: Mapping[str, str]
+    """Analytical model name -> "module:factory", the default first; `factory(config)` returns an
+    `AnalyticalModel` (`dgpg.domains.model`)."""
+    heuristics: Mapping[str, str]
+    """Heuristic name -> "module:function"; `function(key, state, config)` returns actions (N, J)
+    int32 in [0, K)."""
+    reference: str
+    """The heuristic that every training run is compared with (the lower line of the figures);
+    one of `heuristics`."""
+    table_metrics: tuple[str, ...] = ("return",)
+    """Episode metrics tabulated by `dgpg evaluate`, `return` first."""
+    options: tuple[DomainOption, ...] = ()
+    """Extra command-line options."""
+    sweep_key: str | None = None
+    """"module:function" mapping a run's env overrides (a dict) to those that name it in a
+    sweep's folder key, e.g. a network file as its digest rather than its path (None: as given)."""
+    experiments: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Domain-only experiments of `dgpg reproduce`: name -> module with `run(out, quick=...)`."""
+    summary: str = ""
+    """One line for `dgpg domains` and `--help`."""
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if (not isinstance(name, str) or not name or not name[0].isalpha()
+                or not all(c.isascii() and (c.isalnum() or c == "-") for c in name)
+                or name != name.lower()):
+            raise DomainError(f"domain name {name!r:.40} must be lower-case letters, digits "
+                              "and dashes, starting with a letter")
+        for field in ("models", "heuristics", "experiments"):
+            value = getattr(self, field)
+            if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise DomainError(f"domain {name}: {field} must map names to "
+                                  "'module:attribute' texts")
+            object.__setattr__(self, field, dict(value))  # a copy: picklable, not shared
+        if not self.models:
+            raise DomainError(f"domain {name}: it declares no analytical model")
+        if self.reference not in self.heuristics:
+            raise DomainError(f"domain {name}: its reference {self.reference!r} is not one of "
+                              f"its heuristics ({', '.join(self.heuristics) or 'none'})")
+        object.__setattr__(self, "table_metrics", tuple(self.table_metrics))
+        if not self.table_metrics or self.table_metrics[0] != "return":
+            raise DomainError(f"domain {name}: table_metrics must start with 'return'")
+        object.__setattr__(self, "options", tuple(self.options))
+        flags = [o.flag for o in self.options]
+        if len(set(flags)) != len(flags) or not all(f.startswith("--") for f in flags):
+            raise DomainError(f"domain {name}: options need distinct '--flag' names")
+
+    @property
+    def default_model(self) -> str:
+        """The model a DG-PG run of this domain uses unless told otherwise."""
+        return next(iter(self.models))
+
+    def config_type(self) -> type:
+        """The environment configuration's class (imported on first use)."""
+        return load_object(self.config, f"the configuration of domain {self.name}")
+
+    def option(self, flag: str) -> DomainOption | None:
+        return next((o for o in self.options if o.flag == flag), None)
