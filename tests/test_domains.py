@@ -91,3 +91,21 @@ def test_baselines_and_heuristics_are_unchanged_bit_for_bit():
     found = _fingerprint("mappo", "ippo", "heuristics")
     for part, value in found.items():
         assert value == FINGERPRINT[part], part
+
+
+@pytest.mark.parametrize("name", ["cloud", "roads"])
+def test_the_built_in_domains_pass_check_domain(name):
+    from dgpg.config import make_env_config
+    from dgpg.domains import check_domain
+
+    report = check_domain(get_domain(name), make_env_config(3, {}, name))
+    assert {"config", "step", "vmap", "episode_metrics"} <= set(report)
+    assert {f"model {m}" for m in get_domain(name).spec.models} <= set(report)
+
+
+def test_the_reference_line_and_table_are_named_after_the_runs_reference():
+    from dgpg.experiments.curves import summary_table
+
+    table = summary_table([("dgpg", 1, {"reference": "so-sample", "test_return": -1.0,
+                                        "test_return_ci": 0.1, "reference_test_return": -2.0})])
+    assert "so-sample test return" in table and "best-fit-central" not in table

@@ -100,10 +100,10 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
 
     # ------------------------------------------------------------------ reset
     rule = "reset"
-    state = domain.reset(k_reset, config)
-    _equal(state, domain.reset(k_reset, config), rule, "reset twice with one key")
-    _equal(state, jax.jit(domain.reset, static_argnums=1)(k_reset, config), rule,
-           "jit(reset) against reset")
+    reset = jax.jit(domain.reset, static_argnums=1)
+    state = reset(k_reset, config)
+    _equal(state, reset(k_reset, config), rule, "reset twice with one key")
+    _equal(domain.reset(k_reset, config), state, rule, "jit(reset) against reset")
     ok(rule)
 
     # ------------------------------------------------------------------ observe
@@ -132,7 +132,8 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
     # ------------------------------------------------------------------ step
     rule = "step"
     actions = jax.random.randint(k_act, (N, J), 0, K, dtype=jnp.int32)
-    out = domain.step(k_step, state, actions, config)
+    step = jax.jit(domain.step, static_argnums=3)
+    out = step(k_step, state, actions, config)
     _require(isinstance(out, tuple) and len(out) == 3, rule,
              "step must return (state, reward, metrics)")
     next_state, reward, metrics = out
@@ -145,9 +146,9 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
     for name, value in metrics.items():
         _require(jnp.shape(value) == (), rule, f"metric {name!r} must be a scalar, got "
                                                f"{jnp.shape(value)}")
-    _equal(out, domain.step(k_step, state, actions, config), rule, "step twice with one key")
-    _equal(out, jax.jit(domain.step, static_argnums=3)(k_step, state, actions, config), rule,
-           "jit(step) against step", rtol=1e-4, atol=1e-5)
+    _equal(out, step(k_step, state, actions, config), rule, "step twice with one key")
+    _equal(domain.step(k_step, state, actions, config), out, rule, "jit(step) against step",
+           rtol=1e-4, atol=1e-5)
     ok(rule)
     rule = "reward metric"
     if "reward" in metrics:
@@ -156,12 +157,15 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
     ok(rule)
     rule = "vmap"
     keys = jax.random.split(k_step, 2)
-    states = jax.vmap(domain.reset, in_axes=(0, None))(keys, config)
-    batched = jax.vmap(domain.step, in_axes=(0, 0, None, None))(keys, states, actions, config)
+    states = jax.jit(jax.vmap(domain.reset, in_axes=(0, None)), static_argnums=1)(keys, config)
+    batched = jax.jit(jax.vmap(domain.step, in_axes=(0, 0, None, None)), static_argnums=3)(
+        keys, states, actions, config)
     for i in range(2):
-        one = domain.step(keys[i], jax.tree.map(lambda x, i=i: x[i], states), actions, config)
-        _equal(jax.tree.map(lambda x, i=i: x[i], batched), one, rule,
-               f"vmap(step) against step, episode {i}", rtol=1e-4, atol=1e-5)
+        one_state = jax.tree.map(lambda x, i=i: x[i], states)
+        _equal(one_state, reset(keys[i], config), rule,
+               f"vmap(reset) against reset, episode {i}")
+        _equal(jax.tree.map(lambda x, i=i: x[i], batched), step(keys[i], one_state, actions, config),
+               rule, f"vmap(step) against step, episode {i}", rtol=1e-4, atol=1e-5)
     ok(rule)
 
     # ------------------------------------------------------------------ critic and actor inputs

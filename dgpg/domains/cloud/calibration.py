@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dgpg.domains.cloud.domain import DOMAIN
 from dgpg.domains.cloud.env import EnvConfig, make_scenario
-from dgpg.domains.cloud.heuristics import get_heuristic
 from dgpg.domains.cloud.workload import tide
 from dgpg.evaluation import rollout
 
@@ -27,7 +27,7 @@ def measure_utilisation(
     at the peak, averaged over `seeds` scenarios; also the shed fraction."""
     warm = int(config.tide_period)
     long = dataclasses.replace(config, episode_steps=warm * (periods + 1))
-    fn = get_heuristic(policy)
+    fn = DOMAIN.heuristics[policy]
 
     @jax.jit
     def run(keys):
