@@ -164,8 +164,9 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
         one_state = jax.tree.map(lambda x, i=i: x[i], states)
         _equal(one_state, reset(keys[i], config), rule,
                f"vmap(reset) against reset, episode {i}")
-        _equal(jax.tree.map(lambda x, i=i: x[i], batched), step(keys[i], one_state, actions, config),
-               rule, f"vmap(step) against step, episode {i}", rtol=1e-4, atol=1e-5)
+        one_step = step(keys[i], one_state, actions, config)
+        _equal(jax.tree.map(lambda x, i=i: x[i], batched), one_step, rule,
+               f"vmap(step) against step, episode {i}", rtol=1e-4, atol=1e-5)
     ok(rule)
 
     # ------------------------------------------------------------------ critic and actor inputs
