@@ -105,14 +105,16 @@ class RunConfig:
             models = tuple(get_spec(self.domain).models)
         except DomainError as e:
             raise ConfigError(str(e)) from None
-        if self.algo != "dgpg":
-            object.__setattr__(self, "model", NO_MODEL)
-        elif self.model is None:
-            object.__setattr__(self, "model", models[0])
-        elif not isinstance(self.model, str) or self.model not in models:
+        unused = self.algo != "dgpg"  # MAPPO and IPPO: "none", or any model (it is unused)
+        if self.model is not None and (not isinstance(self.model, str) or self.model not in (
+                *models, *((NO_MODEL,) if unused else ()))):  # a typo is refused everywhere
             where = "" if self.domain == DEFAULT_DOMAIN else f" in the {self.domain} domain"
             raise ConfigError(f"unknown model {self.model!r:.40}{where}; known: "
                               f"{', '.join(models)}")
+        if unused:
+            object.__setattr__(self, "model", NO_MODEL)
+        elif self.model is None:
+            object.__setattr__(self, "model", models[0])
         for name, (lo, hi) in RUN_LIMITS.items():
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, int | np.integer)

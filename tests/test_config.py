@@ -225,3 +225,17 @@ def test_version():
 
     code, stdout, _ = run_cli(["--version"])
     assert code == 0 and stdout.strip() == f"dgpg {__version__}" and __version__[0].isdigit()
+
+
+def test_a_run_without_out_gets_a_folder_of_its_own(tmp_path, monkeypatch):
+    from dgpg.cli.train import unique_run_folder
+
+    monkeypatch.chdir(tmp_path)
+    run = RunConfig(algo="mappo", n_agents=7, episodes=1, domain="roads")
+    first = unique_run_folder(run)
+    assert first.parent == Path("runs") and first.name.startswith("mappo-n7-roads-")
+    first.mkdir(parents=True)
+    second = unique_run_folder(run)
+    assert second != first and not second.exists()
+    code, _, err = run_cli(["train", "--resume"])
+    assert code == 2 and "--resume needs --out" in err

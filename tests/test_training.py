@@ -488,3 +488,16 @@ def test_no_recompilation_between_episodes(ref_run, tmp_path):
     assert len(marks) == EPISODES
     assert marks[0] > 0  # the first episode traced its functions: the log sees them
     assert marks[1:] == [marks[0]] * (EPISODES - 1), marks
+
+
+def test_plot_writes_next_to_the_run_with_episodes_or_steps(ref_run, tmp_path):
+    ref, _ = ref_run
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    code, stdout, stderr = run_cli(["plot", str(run)])
+    assert code == 0, stderr
+    assert (run / "curves.png").exists() and (run / "curves.csv").exists()
+    by_episode = (run / "curves.csv").read_text()
+    code, _, stderr = run_cli(["plot", str(run), "--steps", "--out", str(tmp_path / "s.png")])
+    assert code == 0, stderr
+    assert (tmp_path / "s.csv").read_text() == by_episode  # the numbers; only the axis differs

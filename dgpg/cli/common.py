@@ -149,7 +149,7 @@ def domain_env(domain: str | None, extra: list[str], default: str | None = "clou
             if not args:
                 raise CLIError(f"Option '{flag}' requires an argument.")
             value = args.pop(0)
-        if option.path:
+        if option.path and (os.sep in value or "/" in value or Path(value).exists()):
             try:
                 value = str(Path(value).expanduser().absolute())
             except (OSError, ValueError, RuntimeError) as e:  # e.g. an embedded NUL character

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -62,6 +63,20 @@ def run_config(out: Path, resume: bool, config_file: Path | None, flags: dict, s
     return run
 
 
+def unique_run_folder(run) -> Path:
+    """runs/ALGO-nN[-DOMAIN]-YYYYmmdd-HHMMSS, with a suffix if that exists already."""
+    from dgpg.domains import DEFAULT_DOMAIN
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    domain = "" if run.domain == DEFAULT_DOMAIN else f"-{run.domain}"
+    base = Path("runs") / f"{run.algo}-n{run.n_agents}{domain}-{stamp}"
+    folder, i = base, 1
+    while folder.exists():
+        i += 1
+        folder = base.with_name(f"{base.name}-{i}")
+    return folder
+
+
 def train(
     ctx: typer.Context,
     algo: Annotated[str | None, typer.Option("--algo", help="dgpg (default), mappo or ippo.")]
@@ -104,7 +119,10 @@ def train(
                                             "env.arrival_rate=1.2 (repeatable; see "
                                             "--help-keys).")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/default"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default: a new one, "
+                                  "runs/ALGO-nN-DOMAIN-TIMESTAMP).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out with its own "
                            "configuration (options given must agree, except a larger "
@@ -145,7 +163,14 @@ def train(
     flags = {"algo": algo, "n_agents": agents, "episodes": episodes, "seed": seed,
              "seeds": seeds, "alpha": alpha, "model": model, "domain": domain}
     train_flags = {"actor": actor} if actor is not None else {}
+    if out is None and resume:
+        raise CLIError("--resume needs --out RUN_FOLDER, the run to continue")
+    named = out is None
+    if named:  # a name of its own, as every run gets one; checked against the defaults
+        out = Path("runs") / "unnamed"
     run = run_config(out, resume, config_file, flags, set_ or [], train_flags, env_flags)
+    if named:
+        out = unique_run_folder(run)
     out = output_dir(out)
 
     compilation_cache()
@@ -163,7 +188,7 @@ def train(
         "" if run.domain == DEFAULT_DOMAIN else f" ({run.domain})")
     plain = not err_console.is_terminal  # a log file or a batch job: one line per event
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("return {task.fields[ret]}  val {task.fields[val]}"),
+               TextColumn("train {task.fields[ret]}  validation {task.fields[val]}"),
                TimeElapsedColumn())
     phases = {"compile": "compiling (first episode)", "train": label,
               "test": f"testing on {len(training.TEST_SEEDS)} scenarios"}
@@ -178,10 +203,13 @@ def train(
         def on_episode(episode: int, stats: dict[str, float]) -> None:
             progress.update(task, completed=episode, ret=f"{stats['return']:.2f}",
                             val=f"{stats['val_return']:.2f}")
+            line = (f"{label}: episode {episode}/{run.episodes}  train return (sampled) "
+                    f"{stats['return']:.2f}  validation return (greedy) "
+                    f"{stats['val_return']:.2f}  {stats['wall_seconds']:.1f} s")
             if plain:
-                note(f"{label}: episode {episode}/{run.episodes}  return "
-                     f"{stats['return']:.2f}  val {stats['val_return']:.2f}  "
-                     f"{stats['wall_seconds']:.1f} s")
+                note(line)
+            else:  # printed above the bar, so that the history stays when the bar ends
+                progress.console.print(line, markup=False, highlight=False)
             if logger is not None:
                 logger.log(episode, stats)
 

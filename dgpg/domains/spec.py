@@ -49,7 +49,9 @@ class DomainOption:
     help: str
     metavar: str = "VALUE"
     path: bool = False
-    """The value is a file path (made absolute, so that a run can be resumed from elsewhere)."""
+    """The value may be a file path: one that names an existing file or folder or holds a path
+    separator is made absolute (so that a run can be resumed from elsewhere); a plain name such
+    as a built-in case's is kept."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
 from dgpg.config import read_summary  # noqa: E402
@@ -58,8 +59,9 @@ def _read_curve(run_dir: Path, metrics: Path, column: str) -> tuple[str, np.ndar
 
 
 def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
-              title: str | None = None) -> None:
-    """Plot the runs' curves into `out_png` (and the numbers into the same name .csv)."""
+              title: str | None = None, steps: bool = False) -> None:
+    """Plot the runs' curves into `out_png` (and the numbers into the same name .csv); the
+    x-axis in episodes, or with `steps` in environment steps."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows = []
     reference = reference_name = None
@@ -67,7 +69,8 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
     for i, run_dir in enumerate(run_dirs):
         label, values, summary = load_curve(run_dir, column)
         summaries.append((label, values.shape[1], summary))
-        x = np.arange(1, values.shape[0] + 1)
+        episodes = np.arange(1, values.shape[0] + 1)
+        x = episodes * (_episode_steps(run_dir) if steps else 1)
         mean = np.nanmean(values, axis=1)
         lo, hi = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
         n_seeds = values.shape[1]
@@ -76,7 +79,7 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
             ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2)
         rows += [{"run": str(run_dir), "label": label, "episode": int(e), "mean": float(m),
                   "min": float(a), "max": float(b)}
-                 for e, m, a, b in zip(x, mean, lo, hi, strict=True)]
+                 for e, m, a, b in zip(episodes, mean, lo, hi, strict=True)]
         key = "reference_val_return" if column == "val_return" else None
         if key and key in summary:
             reference, reference_name = summary[key], summary.get("reference", "reference")
@@ -85,7 +88,8 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
         ax.set_yscale("symlog", linthresh=10.0)
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label=reference_name)
-    ax.set(xlabel="episode", ylabel=column.replace("_", " "),
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="environment steps" if steps else "episode", ylabel=column.replace("_", " "),
            title=title or "learning curves (greedy policy on the 10 validation scenarios)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -95,6 +99,11 @@ def plot_runs(run_dirs: list[Path], out_png: Path, column: str = "val_return",
     if rows:
         atomic.write_csv(out_png.with_suffix(".csv"), rows, list(rows[0]))
     atomic.write_text(out_png.with_suffix(".md"), summary_table(summaries))
+
+
+def _episode_steps(run_dir: Path) -> int:
+    """Steps per episode of a run (its config.json's env section)."""
+    return int(json.loads((run_dir / "config.json").read_text())["env"]["episode_steps"])
 
 
 def summary_table(summaries: list[tuple[str, int, dict]]) -> str:

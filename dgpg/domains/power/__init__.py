@@ -1,0 +1,35 @@
+"""PowerGrid: flexible-load aggregators on IEEE test grids with DC power flow.
+
+The folder holds the whole domain: `grid` (MATPOWER/PYPOWER cases, PTDFs, line limits) and
+`dispatch` (economic dispatch, DC optimal power flow), `config` (JAX-free: the configuration,
+the case's ratings and the agents' candidate buses), `env` (the pure environment), `model` (its
+analytical model), `heuristics`, the PettingZoo adapter (`pettingzoo`) and `domain` (its
+`Domain`) and its experiment (`experiment`, `dgpg reproduce power`). This module is its
+JAX-free declaration.
+"""
+
+from dgpg.domains.spec import DomainOption, DomainSpec
+
+SPEC = DomainSpec(
+    name="power",
+    title="PowerGrid",
+    summary="flexible-load aggregators place demand blocks on the buses of a congested grid",
+    config=f"{__name__}.config:PowerConfig",
+    domain=f"{__name__}.domain:DOMAIN",
+    models={"aligned": f"{__name__}.model:AlignedPowerModel"},
+    heuristics={
+        "random": f"{__name__}.heuristics:random_buses",
+        "nearest": f"{__name__}.heuristics:nearest",
+        "cheapest-lmp": f"{__name__}.heuristics:cheapest_lmp",
+        "model-greedy": f"{__name__}.heuristics:model_greedy",
+        "central-optimum": f"{__name__}.heuristics:central_optimum",
+    },
+    reference="central-optimum",
+    table_metrics=("return", "gen_cost", "violation_mw", "unserved_mw", "binding_lines"),
+    options=(DomainOption(
+        flag="--case", field="case", metavar="NAME_OR_PATH", path=True,
+        help="The grid: a PYPOWER case (case9, case14, case30, case39, case57, case118, "
+             "case300) or a MATPOWER .m / JSON case file (default: case30; env.case)."),),
+    sweep_key=f"{__name__}.config:sweep_key",
+    experiments={"power": f"{__name__}.experiment"},
+)

@@ -1,0 +1,218 @@
+"""PowerGrid: DG-PG, MAPPO and IPPO place flexible demand on IEEE test grids (`dgpg reproduce
+power`).
+
+The same learners, actors and step sizes as in the cloud (`TUNED`: each learner's own pair;
+nothing was tuned for the grid), trained on case30 (congested at 1.3 times its load), case118
+and case300 (line limits by `grid.with_limits`) with N from 20 to 1,000 aggregators. Each
+seed's best-on-validation checkpoint is tested on the 40 test scenarios, and every heuristic of
+the domain is evaluated on the same scenarios. The reference line is `central-optimum`, the
+centrally optimal placement of each period's blocks (the relaxed problem, then rounded).
+
+Costs are shown relative to the reference: test cost / reference cost, cost = -return (the
+day's generation, violation and unserved-load cost over the cost of the day's mean load), so
+1 is the reference and grids of different sizes share one axis. Writes power.png, power.csv
+(learning curves), power_table.csv, power_heuristics.csv and power.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+
+from dgpg.config import overrides_json  # noqa: E402
+from dgpg.domains.power import SPEC  # noqa: E402
+from dgpg.experiments import common, fig4  # noqa: E402
+from dgpg.experiments.sweep import RunSpec  # noqa: E402
+
+DOMAIN = SPEC.name
+REFERENCE = SPEC.reference
+COLORS = {"dgpg": "C0", "mappo": "C1", "ippo": "C2"}
+HEURISTIC_STYLES = {"random": "x", "nearest": "v", "cheapest-lmp": "^", "model-greedy": "D",
+                    "central-optimum": "s"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """One point of the grid: a case with N aggregators."""
+
+    case: str
+    n_agents: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.case}, N={self.n_agents}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    panels: tuple[Panel, ...] = (
+        Panel("case30", 20), Panel("case30", 100),
+        Panel("case118", 100), Panel("case118", 400),
+        Panel("case300", 1000),
+    )
+    n_agents: tuple[int, ...] | None = None
+    """Only the panels with these N (None: all); `--agents`."""
+    case: str | None = None
+    """Only the panels of this case (None: all); `--case`."""
+    algos: tuple[str, ...] = fig4.LEARNERS
+    episodes: int = 100
+    alpha: float = 0.5
+    seeds: int = 3
+    heuristics: tuple[str, ...] = tuple(SPEC.heuristics)
+    env: tuple[tuple[str, Any], ...] = ()
+    """Other `PowerConfig` fields, (name, value) pairs, for every panel (e.g. a shorter day in
+    tests)."""
+
+    def agent_counts(self) -> tuple[int, ...]:
+        """The N of the grid's panels (what `--agents` picks from)."""
+        return tuple(dict.fromkeys(p.n_agents for p in self.panels))
+
+    def chosen(self) -> tuple[Panel, ...]:
+        return tuple(p for p in self.panels
+                     if (self.n_agents is None or p.n_agents in self.n_agents)
+                     and (self.case is None or p.case == self.case))
+
+    def overrides(self, panel: Panel) -> str:
+        return overrides_json(env=dict(self.env) | {"case": panel.case})
+
+
+FULL = Grid()
+QUICK = Grid(panels=(Panel("case30", 20),), episodes=10, seeds=1)
+
+
+def tasks(grid: Grid) -> tuple[dict[Panel, list[RunSpec]], dict[Panel, list]]:
+    """Per panel: its training runs, and its heuristic tasks (test, then validation)."""
+    runs, heuristics = {}, {}
+    for panel in grid.chosen():
+        overrides = grid.overrides(panel)
+        runs[panel] = [RunSpec(algo, panel.n_agents, grid.episodes, alpha=grid.alpha,
+                               seeds=grid.seeds, overrides=overrides, domain=DOMAIN)
+                       for algo in grid.algos]
+        heuristics[panel] = [
+            fig4.HeuristicSpec(panel.n_agents, grid.heuristics, overrides, domain=DOMAIN),
+            fig4.HeuristicSpec(panel.n_agents, (REFERENCE,), overrides, scenarios="validation",
+                               domain=DOMAIN)]
+    return runs, heuristics
+
+
+def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, runs: Path | None = None,
+        grid: Grid | None = None, progress=None, case: str | None = None) -> dict[str, Any]:
+    """Run (or resume) the grid and draw the figure into `out`; returns the table rows.
+    `case` (`--case`) keeps the panels of that case only."""
+    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    if case is not None:
+        grid = dataclasses.replace(grid, case=case)
+    if not grid.chosen():
+        raise ValueError("no panel to run: the grid has no panel of that case and N "
+                         f"(panels: {', '.join(p.label for p in grid.panels)})")
+    opts = common.options(out, runs, backend, address, workers, progress)
+    run_specs, heuristic_specs = tasks(grid)
+    report = common.run_tasks([*(h for hs in heuristic_specs.values() for h in hs),
+                               *(r for rs in run_specs.values() for r in rs)], opts)
+
+    rows, curve_rows, curves, heuristic_rows = [], [], {}, []
+    for panel, specs in run_specs.items():
+        test, validation = (report.results[h.key]["policies"] for h in heuristic_specs[panel])
+        ref_test = test[REFERENCE]["return"]["mean"]
+        ref_val = validation[REFERENCE]["return"]["mean"]
+        for name in grid.heuristics:
+            r = test[name]
+            heuristic_rows.append({
+                "case": panel.case, "n_agents": panel.n_agents, "policy": name,
+                "test_return": r["return"]["mean"], "test_return_ci": r["return"]["ci95"],
+                "cost_over_reference": r["return"]["mean"] / ref_test,
+                "violation_mw": r["violation_mw"]["mean"]})
+        for spec in specs:
+            summary = report.results[spec.key]
+            values = common.val_curves(common.run_folder(opts, spec))
+            curves[panel, spec.algo] = values / ref_val
+            curve_rows += common.curve_rows(values, case=panel.case, algo=spec.algo,
+                                            n_agents=spec.n_agents)
+            rows.append({"case": panel.case, **common.run_row(spec, summary, values),
+                         "reference_test": ref_test, "reference_val": ref_val,
+                         "cost_over_reference": summary["test_return"] / ref_test,
+                         "cost_over_reference_ci": summary["test_return_ci"] / abs(ref_test)})
+
+    fig = _plot(rows, heuristic_rows, curves, grid)
+    common.write_outputs(opts.out, "power", fig, curve_rows, rows,
+                         markdown(rows, heuristic_rows, grid))
+    common.write_csv(opts.out / "power_heuristics.csv", heuristic_rows)
+    return {"rows": rows, "heuristics": heuristic_rows, "seconds": report.seconds}
+
+
+def _plot(rows, heuristic_rows, curves, grid: Grid):
+    panels = grid.chosen()
+    fig = plt.figure(figsize=(max(10, 3.2 * len(panels)), 8))
+    top = fig.add_subplot(2, 1, 1)
+    width = 0.6 / len(grid.algos)
+    for i, algo in enumerate(grid.algos):
+        mine = [next(r for r in rows if (r["case"], r["n_agents"], r["algo"])
+                     == (p.case, p.n_agents, algo)) for p in panels]
+        x = np.arange(len(panels)) + (i - (len(grid.algos) - 1) / 2) * width
+        top.errorbar(x, [r["cost_over_reference"] for r in mine],
+                     yerr=[r["cost_over_reference_ci"] for r in mine], fmt="o", capsize=3,
+                     color=COLORS.get(algo, "C3"), label=algo, ms=7)
+    for name in grid.heuristics:
+        mine = [next(r for r in heuristic_rows if (r["case"], r["n_agents"], r["policy"])
+                     == (p.case, p.n_agents, name)) for p in panels]
+        top.scatter(np.arange(len(panels)) + 0.42, [r["cost_over_reference"] for r in mine],
+                    marker=HEURISTIC_STYLES.get(name, "."), color="0.4", s=25, label=name)
+    top.axhline(1.0, color="k", ls="--", lw=1, label=REFERENCE)
+    top.set_xticks(range(len(panels)), [f"{p.case}\nN={p.n_agents}" for p in panels])
+    top.set_xlim(-0.6, len(panels) - 0.4)
+    top.set(ylabel=f"test cost / {REFERENCE} cost (lower is better)",
+            title=f"PowerGrid: test cost relative to {REFERENCE} (40 scenarios, 95 % CI; "
+                  f"{grid.episodes} episodes, {grid.seeds} seed(s))")
+    top.legend(fontsize=7, ncol=3)
+    for col, panel in enumerate(panels):
+        ax = fig.add_subplot(2, len(panels), len(panels) + col + 1)
+        for algo in grid.algos:
+            v = curves[panel, algo].mean(axis=1)
+            ax.plot(np.arange(1, len(v) + 1), v, color=COLORS.get(algo, "C3"), lw=1.2,
+                    label=algo)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.set(xlabel="episode", title=panel.label,
+               ylabel=f"validation cost / {REFERENCE}" if col == 0 else None)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+    for ax in fig.axes:
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    fig.tight_layout()
+    return fig
+
+
+def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
+             grid: Grid) -> str:
+    head = (f"{grid.seeds} seed(s), {grid.episodes} episodes per run, every learner with its "
+            "cloud step size and entropy (`TUNED`; none tuned for the grid). Cost = -return: "
+            "the day's generation, line-violation and unserved-load cost over the cost of the "
+            f"day's mean load. Reference = `{REFERENCE}` (1.00). Test = best-on-validation "
+            "checkpoint on the 40 test scenarios, greedy (± 95 % CI of the ratio). Converge = "
+            "episodes until the 5-episode rolling mean of the validation return stays within "
+            f"10 % of `{REFERENCE}`.\n\n")
+    learners = common.md_table(
+        ["case", "N", "algorithm", f"test cost / {REFERENCE}", "test return", "converge",
+         "seeds converged", "wall (s)"],
+        [[r["case"], r["n_agents"], r["algo"], common.pm(r["cost_over_reference"],
+                                                         r["cost_over_reference_ci"], 3),
+          common.pm(r["test_return"], r["test_return_ci"]),
+          common.fmt(r["episodes_to_converge"]), f"{r['converged_seeds']}/{r['seeds']}",
+          f"{r['wall_seconds']:.0f}"] for r in rows])
+    ratio = {(r["case"], r["n_agents"], r["policy"]): r["cost_over_reference"]
+             for r in heuristic_rows}
+    panels = list(dict.fromkeys((r["case"], r["n_agents"]) for r in heuristic_rows))
+    heuristics = common.md_table(
+        ["case", "N", *grid.heuristics],
+        [[case, n, *(f"{ratio[case, n, name]:.3f}" for name in grid.heuristics)]
+         for case, n in panels])
+    return (head + learners + f"\n\nHeuristics, test cost / {REFERENCE} cost:\n\n"
+            + heuristics + "\n")

@@ -1,0 +1,137 @@
+"""PowerGrid's heuristic aggregators, on the same scenarios as the learners.
+
+Each is a pure function `(key, state, config) -> actions (N, J) int32 in [0, K)` that can be
+`jit`ted:
+
+    random           uniform over the agent's candidate buses
+    nearest          every block on the agent's home bus (candidate 0)
+    cheapest-lmp     every block of an agent on its candidate of least marginal cost at the
+                     period's base load (the prices posted before placement; selfish, herding)
+    model-greedy     one central planner placing blocks one at a time on the bus of least exact
+                     cost increase, given the base load and the blocks already placed
+    central-optimum  the reference: the period's relaxed central optimum, rounded
+
+`model-greedy` visits the blocks in slot-major order (slot 0 of every agent, then slot 1, ...)
+and, for each, dispatches the load placed so far plus the block and takes the candidate whose
+flows cost the least violation penalty: the generation cost is the same on every candidate, so
+this is the exact increase of the period's cost.
+
+`central-optimum` solves the placement of all the period's blocks over all the agents'
+candidates with fractional placements x_ij on the simplex: minimise the violation penalty of
+the flows f(x) = f0 - s sum_ij q_ij sum_k x_ijk Phi_k (the dispatch of the period's total load is
+fixed, `env.Period`), which is convex in x, by `central_steps` Adam steps (learning rate 0.1)
+on the logits of x from the uniform placement. It then rounds one block at a time, the largest
+first: each goes to the candidate of least penalty with the blocks already rounded in place and
+the others at their relaxed placement (rounding by conditional expectations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dgpg.domains.power.env import (
+    PowerConfig,
+    PowerState,
+    dispatch,
+    injections,
+    line_penalty,
+    net_of,
+    period,
+)
+
+Heuristic = Callable[[jax.Array, PowerState, PowerConfig], jax.Array]
+CENTRAL_LEARNING_RATE = 0.1
+
+
+def _per_block(choice: jax.Array, config: PowerConfig) -> jax.Array:
+    """One candidate per agent (N,) for all its J blocks, (N, J) int32."""
+    return jnp.broadcast_to(choice[:, None], (config.n_agents, config.blocks_per_step)).astype(
+        jnp.int32)
+
+
+def random_buses(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
+    """Uniform over the K candidates, independently per block."""
+    shape = (config.n_agents, config.blocks_per_step)
+    return jax.random.randint(key, shape, 0, config.n_candidates, dtype=jnp.int32)
+
+
+def nearest(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
+    """Candidate 0, the agent's home bus, for every block."""
+    return jnp.zeros((config.n_agents, config.blocks_per_step), jnp.int32)
+
+
+def cheapest_lmp(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
+    """The candidate of least marginal cost at the base load, for every block of the agent."""
+    return _per_block(jnp.argmin(state.lmp[net_of(config).candidates], axis=1), config)
+
+
+def model_greedy(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
+    """Blocks placed one at a time on the candidate of least exact cost increase (see above)."""
+    net = net_of(config)
+    N, J = config.n_agents, config.blocks_per_step
+    sizes = jnp.where(state.mask, state.blocks, 0.0).T.reshape(-1)  # slot-major (J N,)
+    agents = jnp.tile(jnp.arange(N), J)
+
+    def place(load, block):
+        agent, q = block
+        total = jnp.sum(load) + q
+        gen, served, _ = dispatch(total, net)
+        share = served / jnp.maximum(total, 1e-9)
+        flows = net.ptdf @ injections(gen, share, load, net)
+        penalty = jnp.sum(line_penalty(flows - share * q * net.cand_ptdf[agent], net), axis=-1)
+        k = jnp.argmin(penalty)
+        return load.at[net.candidates[agent, k]].add(q), k
+
+    _, chosen = jax.lax.scan(place, state.base, (agents, sizes))
+    return chosen.reshape(J, N).T.astype(jnp.int32)
+
+
+def relaxed_placement(state: PowerState, config: PowerConfig) -> jax.Array:
+    """The relaxed central optimum x (N, J, K), rows on the simplex (see above)."""
+    net = net_of(config)
+    p = period(state, net)
+    shift = p.share * p.sizes  # (N, J)
+
+    def penalty(logits):
+        x = jax.nn.softmax(logits, axis=-1)
+        at_bus = jnp.einsum("njk,nj->nk", x, shift)
+        flows = p.free_flows - jnp.einsum("nk,nkl->l", at_bus, net.cand_ptdf)
+        return jnp.sum(line_penalty(flows, net)) / net.cost_scale
+
+    optimiser = optax.adam(CENTRAL_LEARNING_RATE)
+
+    def descend(carry, _):
+        logits, opt_state = carry
+        updates, opt_state = optimiser.update(jax.grad(penalty)(logits), opt_state)
+        return (optax.apply_updates(logits, updates), opt_state), None
+
+    logits = jnp.zeros((config.n_agents, config.blocks_per_step, config.n_candidates))
+    (logits, _), _ = jax.lax.scan(descend, (logits, optimiser.init(logits)), None,
+                                  length=config.central_steps)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def central_optimum(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
+    """The relaxed central optimum, rounded by conditional expectations (see above)."""
+    net = net_of(config)
+    N, J, K = config.n_agents, config.blocks_per_step, config.n_candidates
+    p = period(state, net)
+    x = relaxed_placement(state, config).reshape(N * J, K)
+    shift = (p.share * p.sizes).reshape(-1)
+    agents = jnp.repeat(jnp.arange(N), J)
+    at_bus = jnp.einsum("bk,b->bk", x, shift).reshape(N, J, K).sum(axis=1)
+    flows = p.free_flows - jnp.einsum("nk,nkl->l", at_bus, net.cand_ptdf)
+
+    def place(flows, b):
+        columns = shift[b] * net.cand_ptdf[agents[b]]  # (K, L)
+        without = flows + x[b] @ columns
+        k = jnp.argmin(jnp.sum(line_penalty(without - columns, net), axis=-1))
+        return without - columns[k], k
+
+    order = jnp.argsort(-shift)
+    _, chosen = jax.lax.scan(place, flows, order)
+    return jnp.zeros(N * J, jnp.int32).at[order].set(chosen.astype(jnp.int32)).reshape(N, J)
