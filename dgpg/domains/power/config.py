@@ -36,6 +36,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
+from dgpg.domains.fields import require_int, require_number
 from dgpg.domains.power.grid import CASE_NAMES, Grid, load_case, ptdf, with_limits
 
 MAX_AGENTS_PER_BUS = 4
@@ -99,39 +100,24 @@ class PowerConfig:
     """Adam steps of the reference heuristic's relaxed central placement."""
 
     def __post_init__(self) -> None:
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r:.40}")
-
-        def number(name: str, low: float, high: float, low_open: bool, high_open: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value)
-            ok = ok and (value > low if low_open else value >= low)
-            ok = ok and (value < high if high_open else value <= high)
-            if not ok:
-                interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                raise ValueError(f"{name} must be a number in {interval}, got {value!r:.40}")
-
         for name in ("n_agents", "episode_steps", "n_candidates", "blocks_per_step",
                      "central_steps"):
-            integer(name, 1)
-        number("flex_share", 0.0, 1.0, False, False)
-        number("arrival_prob", 0.0, 1.0, True, False)
-        number("rate_spread", 0.0, math.inf, False, True)
-        number("block_tail", 1.0, math.inf, True, True)
-        number("block_cap", 1.0, math.inf, False, True)
-        number("tide_period", 0.0, math.inf, True, True)
-        number("tide_depth", 0.0, 1.0, False, True)
-        number("crest_hour", -math.inf, math.inf, True, True)
-        number("phase_spread", 0.0, 1.0, False, False)
-        number("base_noise", 0.0, math.inf, False, True)
-        number("violation_weight", 0.0, math.inf, False, True)
-        number("violation_width", 0.0, math.inf, True, True)
-        number("unserved_weight", 0.0, math.inf, True, True)
+            require_int(self, name, 1)
+        require_number(self, "flex_share", 0.0, 1.0, False, False)
+        require_number(self, "arrival_prob", 0.0, 1.0, True, False)
+        require_number(self, "rate_spread", 0.0, math.inf, False, True)
+        require_number(self, "block_tail", 1.0, math.inf, True, True)
+        require_number(self, "block_cap", 1.0, math.inf, False, True)
+        require_number(self, "tide_period", 0.0, math.inf, True, True)
+        require_number(self, "tide_depth", 0.0, 1.0, False, True)
+        require_number(self, "crest_hour", -math.inf, math.inf, True, True)
+        require_number(self, "phase_spread", 0.0, 1.0, False, False)
+        require_number(self, "base_noise", 0.0, math.inf, False, True)
+        require_number(self, "violation_weight", 0.0, math.inf, False, True)
+        require_number(self, "violation_width", 0.0, math.inf, True, True)
+        require_number(self, "unserved_weight", 0.0, math.inf, True, True)
         if self.load_scale is not None:
-            number("load_scale", 0.0, math.inf, True, True)
+            require_number(self, "load_scale", 0.0, math.inf, True, True)
         if not isinstance(self.case, str) or not self.case:
             raise ValueError(f"case must be a case name ({', '.join(CASE_NAMES)}) or a case "
                              f"file, got {self.case!r:.60}")

@@ -20,21 +20,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
-
-from dgpg.config import overrides_json  # noqa: E402
-from dgpg.domains.power import SPEC  # noqa: E402
-from dgpg.experiments import common, fig4  # noqa: E402
-from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.config import overrides_json
+from dgpg.domains.power import SPEC
+from dgpg.experiments import common, fig4
+from dgpg.experiments.panels import relative_cost_figure
+from dgpg.experiments.sweep import RunSpec
 
 DOMAIN = SPEC.name
 REFERENCE = SPEC.reference
-COLORS = {"dgpg": "C0", "mappo": "C1", "ippo": "C2"}
 HEURISTIC_STYLES = {"random": "x", "nearest": "v", "cheapest-lmp": "^", "model-greedy": "D",
                     "central-optimum": "s"}
 
@@ -151,43 +144,19 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 
 def _plot(rows, heuristic_rows, curves, grid: Grid):
     panels = grid.chosen()
-    fig = plt.figure(figsize=(max(10, 3.2 * len(panels)), 8))
-    top = fig.add_subplot(2, 1, 1)
-    width = 0.6 / len(grid.algos)
-    for i, algo in enumerate(grid.algos):
-        mine = [next(r for r in rows if (r["case"], r["n_agents"], r["algo"])
-                     == (p.case, p.n_agents, algo)) for p in panels]
-        x = np.arange(len(panels)) + (i - (len(grid.algos) - 1) / 2) * width
-        top.errorbar(x, [r["cost_over_reference"] for r in mine],
-                     yerr=[r["cost_over_reference_ci"] for r in mine], fmt="o", capsize=3,
-                     color=COLORS.get(algo, "C3"), label=algo, ms=7)
-    for name in grid.heuristics:
-        mine = [next(r for r in heuristic_rows if (r["case"], r["n_agents"], r["policy"])
-                     == (p.case, p.n_agents, name)) for p in panels]
-        top.scatter(np.arange(len(panels)) + 0.42, [r["cost_over_reference"] for r in mine],
-                    marker=HEURISTIC_STYLES.get(name, "."), color="0.4", s=25, label=name)
-    top.axhline(1.0, color="k", ls="--", lw=1, label=REFERENCE)
-    top.set_xticks(range(len(panels)), [f"{p.case}\nN={p.n_agents}" for p in panels])
-    top.set_xlim(-0.6, len(panels) - 0.4)
-    top.set(ylabel=f"test cost / {REFERENCE} cost (lower is better)",
-            title=f"PowerGrid: test cost relative to {REFERENCE} (40 scenarios, 95 % CI; "
-                  f"{grid.episodes} episodes, {grid.seeds} seed(s))")
-    top.legend(fontsize=7, ncol=3)
-    for col, panel in enumerate(panels):
-        ax = fig.add_subplot(2, len(panels), len(panels) + col + 1)
-        for algo in grid.algos:
-            v = curves[panel, algo].mean(axis=1)
-            ax.plot(np.arange(1, len(v) + 1), v, color=COLORS.get(algo, "C3"), lw=1.2,
-                    label=algo)
-        ax.axhline(1.0, color="k", ls="--", lw=1)
-        ax.set(xlabel="episode", title=panel.label,
-               ylabel=f"validation cost / {REFERENCE}" if col == 0 else None)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=7)
-    for ax in fig.axes:
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    fig.tight_layout()
-    return fig
+
+    def at(row: dict[str, Any]) -> Panel:
+        return Panel(row["case"], row["n_agents"])
+
+    return relative_cost_figure(
+        panels, [f"{p.case}\nN={p.n_agents}" for p in panels], grid.algos,
+        learners={(at(r), r["algo"]): (r["cost_over_reference"], r["cost_over_reference_ci"])
+                  for r in rows},
+        heuristics={(at(r), r["policy"]): r["cost_over_reference"] for r in heuristic_rows},
+        markers={h: HEURISTIC_STYLES.get(h, ".") for h in grid.heuristics}, curves=curves,
+        reference=REFERENCE, ylabel=f"test cost / {REFERENCE} cost (lower is better)",
+        title=f"PowerGrid: test cost relative to {REFERENCE} (40 scenarios, 95 % CI; "
+              f"{grid.episodes} episodes, {grid.seeds} seed(s))")
 
 
 def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],

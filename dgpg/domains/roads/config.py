@@ -19,6 +19,7 @@ import numpy as np
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
+from dgpg.domains.fields import require_int, require_number
 from dgpg.domains.roads.network import RoadNetwork, grid_network, load_tntp
 
 # --------------------------------------------------------------------------- configuration
@@ -61,32 +62,17 @@ class RoadConfig:
     """Gradient-projection iterations of each period's candidate-path system optimum."""
 
     def __post_init__(self) -> None:
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r:.40}")
-
-        def number(name: str, low: float, high: float, low_open: bool, high_open: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value)
-            ok = ok and (value > low if low_open else value >= low)
-            ok = ok and (value < high if high_open else value <= high)
-            if not ok:
-                interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                raise ValueError(f"{name} must be a number in {interval}, got {value!r:.40}")
-
         for name in ("n_agents", "episode_steps", "max_candidates", "jobs_per_step",
                      "so_iterations"):
-            integer(name, 1)
-        integer("grid_rows", 2)
-        integer("grid_cols", 2)
-        integer("grid_seed", 0)
-        number("tide_amplitude", 0.0, 1.0, False, True)
-        number("tide_period", 0.0, math.inf, True, True)
-        number("phase_spread", 0.0, 1.0, False, False)
-        number("demand_noise", 0.0, math.inf, False, True)
-        number("demand_scale", 0.0, math.inf, True, True)
+            require_int(self, name, 1)
+        require_int(self, "grid_rows", 2)
+        require_int(self, "grid_cols", 2)
+        require_int(self, "grid_seed", 0)
+        require_number(self, "tide_amplitude", 0.0, 1.0, False, True)
+        require_number(self, "tide_period", 0.0, math.inf, True, True)
+        require_number(self, "phase_spread", 0.0, 1.0, False, False)
+        require_number(self, "demand_noise", 0.0, math.inf, False, True)
+        require_number(self, "demand_scale", 0.0, math.inf, True, True)
         if isinstance(self.network, os.PathLike):
             object.__setattr__(self, "network", os.fspath(self.network))
         if not isinstance(self.network, str) or not self.network:

@@ -22,20 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
-
-from dgpg.config import overrides_json  # noqa: E402
-from dgpg.domains.roads import SPEC  # noqa: E402
-from dgpg.experiments import common, fig4  # noqa: E402
-from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.config import overrides_json
+from dgpg.domains.roads import SPEC
+from dgpg.experiments import common, fig4
+from dgpg.experiments.panels import relative_cost_figure
+from dgpg.experiments.sweep import RunSpec
 
 DOMAIN = SPEC.name
-COLORS = {"dgpg": "C0", "mappo": "C1", "ippo": "C2"}
 HEURISTIC_STYLES = {"free-flow": "v", "fastest": "^", "random": "x", "so-sample": "s",
                     "model-greedy": "D"}
 TNTP = "tntp"
@@ -163,42 +156,17 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
 
 def _plot(rows, heuristic_rows, curves, grid: Grid):
     nets = grid.chosen()
-    fig = plt.figure(figsize=(max(10, 3.2 * len(nets)), 8))
-    top = fig.add_subplot(2, 1, 1)
-    width = 0.6 / len(grid.algos)
-    for i, algo in enumerate(grid.algos):
-        mine = [next(r for r in rows if (r["network"], r["algo"]) == (net.label, algo))
-                for net in nets]
-        x = np.arange(len(nets)) + (i - (len(grid.algos) - 1) / 2) * width
-        top.errorbar(x, [r["cost_over_so"] for r in mine],
-                     yerr=[r["cost_over_so_ci"] for r in mine], fmt="o", capsize=3,
-                     color=COLORS.get(algo, "C3"), label=algo, ms=7)
-    for name in grid.heuristics:
-        mine = [next(r for r in heuristic_rows if (r["network"], r["policy"]) == (net.label, name))
-                for net in nets]
-        top.scatter(np.arange(len(nets)) + 0.42, [r["cost_over_so"] for r in mine],
-                    marker=HEURISTIC_STYLES.get(name, "."), color="0.4", s=25, label=name)
-    top.axhline(1.0, color="k", ls="--", lw=1, label="system optimum")
-    top.set_xticks(range(len(nets)), [f"{net.label}\nN={net.n_agents}" for net in nets])
-    top.set_xlim(-0.6, len(nets) - 0.4)
-    top.set(yscale="log", ylabel="test cost / SO cost (lower is better, 1 = optimum)",
-            title=f"RoadNet: test cost relative to the system optimum (40 scenarios, 95 % CI; "
-                  f"{grid.episodes} episodes, {grid.seeds} seed(s))")
-    top.legend(fontsize=7, ncol=3)
-    for col, net in enumerate(nets):
-        ax = fig.add_subplot(2, len(nets), len(nets) + col + 1)
-        for algo in grid.algos:
-            v = curves[net, algo].mean(axis=1)
-            ax.plot(np.arange(1, len(v) + 1), v, color=COLORS.get(algo, "C3"), lw=1.2,
-                    label=algo)
-        ax.axhline(1.0, color="k", ls="--", lw=1)
-        ax.set(xlabel="episode", yscale="log", title=f"{net.label}, N={net.n_agents}",
-               ylabel="validation cost / SO" if col == 0 else None)
-        ax.legend(fontsize=7)
-    for ax in fig.axes:  # ratios near 1 read better as plain numbers than as powers of ten
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    return fig
+    return relative_cost_figure(
+        nets, [f"{net.label}\nN={net.n_agents}" for net in nets], grid.algos,
+        learners={(net, r["algo"]): (r["cost_over_so"], r["cost_over_so_ci"])
+                  for net in nets for r in rows if r["network"] == net.label},
+        heuristics={(net, r["policy"]): r["cost_over_so"]
+                    for net in nets for r in heuristic_rows if r["network"] == net.label},
+        markers={h: HEURISTIC_STYLES.get(h, ".") for h in grid.heuristics}, curves=curves,
+        reference="system optimum", log=True,
+        ylabel="test cost / SO cost (lower is better, 1 = optimum)",
+        title=f"RoadNet: test cost relative to the system optimum (40 scenarios, 95 % CI; "
+              f"{grid.episodes} episodes, {grid.seeds} seed(s))")
 
 
 def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
