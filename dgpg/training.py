@@ -54,6 +54,7 @@ from dgpg.learners.ppo import (
     make_policy,
     make_train_episode,
 )
+from dgpg.reference_cache import reference_returns
 
 
 def metric_columns(env_config: EnvConfig) -> tuple[str, ...]:
@@ -284,8 +285,9 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
     sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
     domain = domain_of(ecfg)  # the reference heuristic (best-fit-central in the cloud)
-    bfc = evaluate(domain.heuristics[domain.reference], ecfg,
-                   (*VALIDATION_SEEDS, *TEST_SEEDS))["return"]
+    seeds = (*VALIDATION_SEEDS, *TEST_SEEDS)
+    bfc = reference_returns(ecfg, seeds, lambda: evaluate(
+        domain.heuristics[domain.reference], ecfg, seeds)["return"])
     bfc_val = mean_ci(bfc[:len(VALIDATION_SEEDS)])[0]
     bfc_test = mean_ci(bfc[len(VALIDATION_SEEDS):])[0]
     val_curve = np.array([

@@ -57,6 +57,24 @@ def shared_jax_cache(tmp_path_factory) -> Path:
     compilation_cache.reset_cache()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_cache(tmp_path_factory) -> Path:
+    """The reference heuristic's cache (`dgpg.reference_cache`) in a folder of this session, not
+    the user's; shared by the xdist workers like the compilation cache."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "reference_cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("reference_cache")
+    saved = os.environ.get("DGPG_REFERENCE_CACHE")
+    os.environ["DGPG_REFERENCE_CACHE"] = str(cache)
+    yield cache
+    if saved is None:
+        os.environ.pop("DGPG_REFERENCE_CACHE", None)
+    else:
+        os.environ["DGPG_REFERENCE_CACHE"] = saved
+
+
 # The longest test files first, so that the two xdist workers (one file each at a time) finish
 # together instead of one waiting for the other's last long file. Tests keep their order within
 # a file, so module fixtures are still built once.
