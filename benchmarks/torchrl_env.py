@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import sys
 import time
@@ -116,8 +117,9 @@ def main() -> None:
     lines = [
         f"# HeteroCloud as a TorchRL environment ({datetime.date.today().isoformat()})",
         "",
-        f"`python benchmarks/torchrl_env.py` on {platform.machine()}, 2 CPU cores shared with "
-        f"other jobs, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"`python benchmarks/torchrl_env.py` on {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, "
         f"torchrl {torchrl.__version__}; N = {n} dispatchers, J = 8 slots, so {n * 8} per-slot "
         f"agents; episodes of {T} steps, random actions, `step_and_maybe_reset` (resets "
         "included), after a warm-up (compilation excluded). A batch step of B environments "
