@@ -1,5 +1,5 @@
-"""The three actors (`--set train.actor=...`): output shape, masking, size independent of N,
-and one training episode of each."""
+"""The actors (`--set train.actor=...`): output shape, masking, size independent of N (all but
+`scorer-id`, tested in test_scorer_id.py), and one training episode of each."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dgpg.config import ConfigError, RunConfig, differences, parse_set, resolve
 from dgpg.domains.cloud import env as cloud
 from dgpg.domains.cloud.env import Observation, pair_features
 from dgpg.learners.compaction import occupied_logits
-from dgpg.learners.config import ACTOR_NAMES
+from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.networks import MLPActor, make_actor
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
 
@@ -24,7 +24,7 @@ def n_params(params) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize("name", ACTOR_NAMES)
+@pytest.mark.parametrize("name", TRANSFERABLE_ACTORS)
 def test_logits_shape_and_size_do_not_depend_on_n(name):
     actor = make_actor(TrainConfig(actor=name, hidden=16), cloud.EnvConfig())
     sizes = []
@@ -92,7 +92,7 @@ def test_one_training_episode_of_each_actor(name):
 
 
 def test_unknown_actor_is_one_line_error():
-    message = "actor must be one of scorer, scorer-raw, mlp, got 'cnn'$"
+    message = "actor must be one of scorer, scorer-raw, mlp, scorer-id, got 'cnn'$"
     with pytest.raises(ValueError, match="^" + message):
         TrainConfig(actor="cnn")
     base = RunConfig(algo="mappo", n_agents=5, episodes=3)

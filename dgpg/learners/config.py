@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 ALGORITHMS = ("dgpg", "mappo", "ippo")
 
-ACTOR_NAMES = ("scorer", "scorer-raw", "mlp")
+ACTOR_NAMES = ("scorer", "scorer-raw", "mlp", "scorer-id")
 """The actors `dgpg.learners.networks.make_actor` builds: the pair scorer (default), the same
-scorer without the derived after-placement features, and an MLP over the flattened local
-observation."""
+scorer without the derived after-placement features, an MLP over the flattened local
+observation, and the scorer plus a learned logit offset per (agent, slot) (`IdActor`)."""
+
+TRANSFERABLE_ACTORS = ("scorer", "scorer-raw", "mlp")
+"""The actors with no parameter that depends on N: a policy trained at one N acts at any."""
 
 TUNED = {
     "dgpg": {"learning_rate": 1e-3, "ent_coef": 0.003},
@@ -72,6 +75,12 @@ class TrainConfig:
     """Width of every hidden layer."""
     actor: str = "scorer"
     """The actor network (ACTOR_NAMES), the same for every algorithm in a comparison."""
+    id_scale: float = 50.0
+    """`scorer-id` only: the logit offsets' scale; an Adam step moves an offset logit by about
+    id_scale x learning_rate."""
+    id_per_slot: bool = True
+    """`scorer-id` only: one offset per (agent, slot, candidate); False, one per (agent,
+    candidate) shared by the agent's slots."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -83,8 +92,10 @@ class TrainConfig:
             raise ValueError(f"actor must be one of {known}, got {self.actor!r:.40}")
         if self.model is not None and not isinstance(self.model, str):
             raise ValueError(f"model must be a model's name, got {self.model!r:.40}")
+        if not isinstance(self.id_per_slot, bool):
+            raise ValueError(f"id_per_slot must be true or false, got {self.id_per_slot!r:.40}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
-                     "max_grad_norm"):
+                     "max_grad_norm", "id_scale"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

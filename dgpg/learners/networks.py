@@ -2,8 +2,10 @@
 
 The default actor is one scorer MLP applied to every (job, candidate, context) triple, followed
 by a softmax over the K candidates; `scorer-raw` is the same without the derived after-placement
-features, and `mlp` maps an agent's flattened local observation to J x K logits. No actor's size
-depends on N. The centralised critic embeds
+features, and `mlp` maps an agent's flattened local observation to J x K logits: no size of
+theirs depends on N. `scorer-id` adds a learned logit offset per (agent, slot, candidate) to the
+scorer's logits, so that identical agents can learn to act differently. The centralised critic
+embeds
 every server, pools the embeddings (cost linear in M) and adds the context; the local critic
 does the same over one agent's candidates and jobs.
 """
@@ -62,13 +64,65 @@ class MLPActor(nn.Module):
         return logits.reshape(*lead, J, K)
 
 
+class IdActor(nn.Module):
+    """The scorer plus a learned logit offset per agent: logits (..., A, J, K) =
+    scorer(obs) + id_scale x offset[agents], with offset (N, J, K) (or (N, 1, K), one per agent
+    shared by its slots, when `per_slot_offsets` is False), initialised to zero.
+
+    The scorer sees no identity, so agents with the same observation act alike; where all of
+    them react to one congestion signal at once (RoadNet on Sioux Falls), that sends traffic
+    in waves. The offsets let each agent settle on its own split. `id_scale` sets their step:
+    with Adam, one update moves an offset logit by about id_scale x learning rate (0.05 at the
+    defaults), while a scale of 1 leaves them too slow to matter. `agents` (A,) are the indices
+    of the observation's agent axis among the N (all N, in order, when None)."""
+
+    features: Callable[..., jax.Array]
+    n_agents: int
+    n_slots: int
+    n_candidates: int
+    hidden: int = 64
+    id_scale: float = 50.0
+    per_slot_offsets: bool = True
+    per_slot: ClassVar[bool] = True
+    """`score` is per slot (compacted); the offsets are added outside it."""
+
+    def setup(self) -> None:
+        self.scorer = Actor(self.features, self.hidden)
+        slots = self.n_slots if self.per_slot_offsets else 1
+        self.offset = self.param("offset", nn.initializers.zeros,
+                                 (self.n_agents, slots, self.n_candidates))
+
+    def score(self, obs: Observation) -> jax.Array:
+        """The scorer's logits alone, (..., N, J, K)."""
+        return self.scorer(obs)
+
+    def agent_offsets(self, agents: jax.Array) -> jax.Array:
+        """id_scale x offset of `agents` (A,) -> (A, J or 1, K)."""
+        return self.id_scale * self.offset[agents]
+
+    def __call__(self, obs: Observation, agents: jax.Array | None = None) -> jax.Array:
+        if agents is None:
+            agents = jnp.arange(obs.job_mask.shape[-2])
+        return self.score(obs) + self.agent_offsets(agents)
+
+
 def make_actor(config, env_config) -> nn.Module:
     """The actor `config.actor` names (a `TrainConfig`), of width `config.hidden`, for the
     domain of `env_config`."""
     if config.actor == "mlp":
         return MLPActor(config.hidden)
-    return Actor(domain_of(env_config).pair_features, config.hidden,
-                 derived=config.actor != "scorer-raw")
+    features = domain_of(env_config).pair_features
+    if config.actor == "scorer-id":
+        obs = jax.eval_shape(lambda: _observation(env_config))
+        n, k = obs.candidates.shape[-3:-1]
+        return IdActor(features, n, obs.jobs.shape[-2], k, config.hidden, config.id_scale,
+                       config.id_per_slot)
+    return Actor(features, config.hidden, derived=config.actor != "scorer-raw")
+
+
+def _observation(env_config) -> Observation:
+    domain = domain_of(env_config)
+    return domain.observe(domain.reset(jax.random.key(0), env_config), env_config)
 
 
 class CentralCritic(nn.Module):

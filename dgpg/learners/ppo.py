@@ -32,7 +32,7 @@ from dgpg.learners.config import (  # noqa: F401 (re-exported)
     TUNED,
     TrainConfig,
 )
-from dgpg.learners.networks import CentralCritic, LocalCritic, make_actor
+from dgpg.learners.networks import CentralCritic, IdActor, LocalCritic, make_actor
 
 # --------------------------------------------------------------------------- state
 
@@ -187,14 +187,34 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
 
 
 def actor_logits(actor: nn.Module, env_config: EnvConfig, rows: int, dense: bool = False):
-    """`logits(actor_params, obs) -> (..., J, K)` for observations of `rows` agent-steps: the
-    actor on the occupied job slots only (`dgpg.learners.compaction`), or on every slot with
-    `dense=True` (the same logits on occupied slots; for tests and benchmarks). An actor whose
-    slots depend on each other (`mlp`) is always applied densely."""
+    """`logits(actor_params, obs, agents=None) -> (..., J, K)` for observations of `rows`
+    agent-steps: the actor on the occupied job slots only (`dgpg.learners.compaction`), or on
+    every slot with `dense=True` (the same logits on occupied slots; for tests and benchmarks).
+    An actor whose slots depend on each other (`mlp`) is always applied densely. `agents` (A,)
+    are the indices of the observation's agent axis (all N when None); only `scorer-id` reads
+    them."""
+    if isinstance(actor, IdActor):
+        def score(params, obs):
+            return actor.apply(params, obs, method="score")
+
+        if not dense:
+            score = _compacted(score, env_config, rows)
+
+        def id_logits(params, obs, agents=None):
+            if agents is None:
+                agents = jnp.arange(obs.job_mask.shape[-2])
+            return score(params, obs) + actor.apply(params, agents, method="agent_offsets")
+
+        return id_logits
     if dense or not actor.per_slot:
-        return actor.apply
+        return lambda params, obs, agents=None: actor.apply(params, obs)
+    compacted = _compacted(actor.apply, env_config, rows)
+    return lambda params, obs, agents=None: compacted(params, obs)
+
+
+def _compacted(scorer, env_config: EnvConfig, rows: int):
     capacity = domain_of(env_config).slot_capacity(rows, env_config)
-    return lambda params, obs: occupied_logits(actor.apply, params, obs, capacity)
+    return lambda params, obs: occupied_logits(scorer, params, obs, capacity)
 
 
 def make_value_fn(config: TrainConfig, env_config: EnvConfig):
@@ -267,7 +287,7 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
     def loss(params, batch):
         traj: Trajectory = batch["traj"]
         mask = traj.obs.job_mask  # (B, A, J)
-        logits = logits_of(params["actor"], traj.obs)  # (B, A, J, K)
+        logits = logits_of(params["actor"], traj.obs, batch["agents"])  # (B, A, J, K)
         logp_all = jax.nn.log_softmax(logits, axis=-1)
         log_probs = jnp.take_along_axis(logp_all, traj.actions[..., None], axis=-1)[..., 0]
         adv = batch["advantages"]  # (B,) central or (B, A) local
@@ -324,7 +344,7 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         if not config.central_critic:
             adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
         batch = {"traj": traj, "entities": entities, "context": context, "advantages": adv,
-                 "targets": targets}
+                 "targets": targets, "agents": agents}
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
         aux["grad_norm"] = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)

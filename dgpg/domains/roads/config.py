@@ -60,6 +60,10 @@ class RoadConfig:
     """Multiplier of the network's demand matrix (agents and background)."""
     so_iterations: int = 40
     """Gradient-projection iterations of each period's candidate-path system optimum."""
+    congestion_features: bool = True
+    """Whether the agents observe last period's congestion (path travel time, marginal cost and
+    its rise at last period's flows); False gives them the free-flow values instead (an
+    ablation: what the actor does without the signal every agent reacts to)."""
 
     def __post_init__(self) -> None:
         for name in ("n_agents", "episode_steps", "max_candidates", "jobs_per_step",
@@ -73,6 +77,9 @@ class RoadConfig:
         require_number(self, "phase_spread", 0.0, 1.0, False, False)
         require_number(self, "demand_noise", 0.0, math.inf, False, True)
         require_number(self, "demand_scale", 0.0, math.inf, True, True)
+        if not isinstance(self.congestion_features, bool):
+            raise ValueError(f"congestion_features must be true or false, got "
+                             f"{self.congestion_features!r:.40}")
         if isinstance(self.network, os.PathLike):
             object.__setattr__(self, "network", os.fspath(self.network))
         if not isinstance(self.network, str) or not self.network:

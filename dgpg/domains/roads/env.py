@@ -373,18 +373,22 @@ def observe(state: RoadState, config: RoadConfig) -> Observation:
     scale); a valid-path flag (all zero for a missing path). Jobs (N, J, 2): platoon size over
     the agent's peak platoon, present flag (zero where absent). Context (N, 4): time of day
     (sin, cos), the agent's demand over its tidal mean, the agents' total demand over its mean.
+    With `config.congestion_features` False, the first, third and fourth are taken at zero flow.
     """
     links = links_of(config)
     data = road_data(config)
     ref, unit = _agent_scales(config)
     x = _padded(state.link_flows)
+    free_flow = jnp.asarray(data.free_flow_path_time, jnp.float32)
+    path_times = state.path_times
+    if not config.congestion_features:
+        x, path_times = jnp.zeros_like(x), jnp.broadcast_to(free_flow, path_times.shape)
     valid = links.path_mask
     scale = ref[:, None]
     marginal = path_sum(link_marginal(x, links), links)
     rise = path_sum(link_marginal_slope(x, links), links) * unit[:, None]
-    free_flow = jnp.asarray(data.free_flow_path_time, jnp.float32)
     candidates = jnp.stack(
-        [state.path_times / scale, free_flow / scale, marginal / scale, rise / scale,
+        [path_times / scale, free_flow / scale, marginal / scale, rise / scale,
          jnp.ones_like(marginal)], axis=-1,
     ) * valid[..., None]
     jobs = jnp.stack([state.platoons / unit[:, None], jnp.ones_like(state.platoons)],

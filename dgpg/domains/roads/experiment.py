@@ -1,10 +1,11 @@
 """RoadNet: DG-PG, MAPPO and IPPO route traffic on Sioux Falls and on grid cities (docs/design.md,
 section 10).
 
-The same learners, actors and step sizes as in the cloud (`TUNED`: nothing was tuned for
-roads, for any learner), trained on RoadNet networks of increasing size: generated grid cities
-(the N OD pairs of largest demand are agents, the rest background at its user equilibrium)
-and, when its TNTP files are given (`--network PATH_PREFIX`), Sioux Falls. Each seed's
+The same learners and step sizes as in the cloud (`TUNED`: nothing was tuned for roads, for
+any learner), each with the `scorer-id` actor (`dgpg reproduce roads-actors` shows why),
+trained on RoadNet networks of increasing size: generated grid cities (the N OD pairs of
+largest demand are agents, the rest background at its user equilibrium) and, when its TNTP
+files are given (`--network PATH_PREFIX`), Sioux Falls. Each seed's
 best-on-validation checkpoint is tested on the 40 test scenarios; every heuristic of the
 domain is evaluated on the same scenarios. The reference line is the system optimum (SO) over
 the candidate paths, period by period, which no routing of the agents can beat.
@@ -69,6 +70,9 @@ class Grid:
     alpha: float = 0.5
     seeds: int = 3
     heuristics: tuple[str, ...] = tuple(SPEC.heuristics)
+    actor: str = "scorer-id"
+    """Every learner's actor: the scorer with per-(agent, slot) offsets, without which identical
+    agents route in waves on Sioux Falls (`dgpg reproduce roads-actors`)."""
     env: tuple[tuple[str, Any], ...] = ()
     """Other `RoadConfig` fields, (name, value) pairs, for every network (e.g. a shorter day
     in tests)."""
@@ -82,8 +86,11 @@ class Grid:
                      if (self.n_agents is None or net.n_agents in self.n_agents)
                      and (net.kind != TNTP or self.tntp is not None))
 
-    def overrides(self, network: Network) -> str:
-        return overrides_json(env=dict(self.env) | network.env(self.tntp))
+    def overrides(self, network: Network, train: bool = True) -> str:
+        """The runs' overrides on `network`; with `train=False` the environment's alone (what
+        the heuristics see)."""
+        actor = {"actor": self.actor} if train else {}
+        return overrides_json(train=actor, env=dict(self.env) | network.env(self.tntp))
 
 
 FULL = Grid()
@@ -94,9 +101,9 @@ def tasks(grid: Grid) -> tuple[dict[Network, list[RunSpec]], dict[Network, list]
     """Per network: its training runs, and its heuristic tasks (test, then validation)."""
     runs, heuristics = {}, {}
     for net in grid.chosen():
-        overrides = grid.overrides(net)
+        overrides = grid.overrides(net, train=False)
         runs[net] = [RunSpec(algo, net.n_agents, grid.episodes, alpha=grid.alpha,
-                             seeds=grid.seeds, overrides=overrides, domain=DOMAIN)
+                             seeds=grid.seeds, overrides=grid.overrides(net), domain=DOMAIN)
                      for algo in grid.algos]
         heuristics[net] = [
             fig4.HeuristicSpec(net.n_agents, grid.heuristics, overrides, domain=DOMAIN),
