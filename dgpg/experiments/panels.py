@@ -22,11 +22,13 @@ def relative_cost_figure(
     learners: Mapping[tuple[Any, str], tuple[float, float]],
     heuristics: Mapping[tuple[Any, str], float], markers: Mapping[str, str],
     curves: Mapping[tuple[Any, str], np.ndarray], reference: str, title: str, ylabel: str,
-    log: bool = False,
+    log: bool = False, styles: Mapping[str, tuple[str, str]] | None = None,
 ):
     """`learners[panel, algo]` = (cost / reference, its CI), `heuristics[panel, name]` = cost /
     reference, `curves[panel, algo]` = validation cost / reference (episodes, seeds); `labels`
-    name the panels on the top axis."""
+    name the panels on the top axis. An entry of `algos` may carry a suffix after a comma
+    ("dgpg, scorer-id"): its colour is the learner's, its (marker, line style) `styles[entry]`."""
+    styles = styles or {}
     n = len(panels)
     fig = plt.figure(figsize=(max(10, 3.2 * n), 8))
     top = fig.add_subplot(2, 1, 1)
@@ -34,8 +36,9 @@ def relative_cost_figure(
     for i, algo in enumerate(algos):
         x = np.arange(n) + (i - (len(algos) - 1) / 2) * width
         mine = [learners[p, algo] for p in panels]
-        top.errorbar(x, [m for m, _ in mine], yerr=[c for _, c in mine], fmt="o", capsize=3,
-                     color=COLORS.get(algo, "C3"), label=algo, ms=7)
+        top.errorbar(x, [m for m, _ in mine], yerr=[c for _, c in mine],
+                     fmt=styles.get(algo, ("o", "-"))[0], capsize=3, color=_color(algo),
+                     label=algo, ms=7)
     for name, marker in markers.items():
         top.scatter(np.arange(n) + 0.42, [heuristics[p, name] for p in panels], marker=marker,
                     color="0.4", s=25, label=name)
@@ -48,8 +51,8 @@ def relative_cost_figure(
         ax = fig.add_subplot(2, n, n + col + 1)
         for algo in algos:
             v = curves[panel, algo].mean(axis=1)
-            ax.plot(np.arange(1, len(v) + 1), v, color=COLORS.get(algo, "C3"), lw=1.2,
-                    label=algo)
+            ax.plot(np.arange(1, len(v) + 1), v, color=_color(algo), lw=1.2,
+                    ls=styles.get(algo, ("o", "-"))[1], label=algo)
         ax.axhline(1.0, color="k", ls="--", lw=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="episode", yscale="log" if log else "linear",
@@ -60,3 +63,7 @@ def relative_cost_figure(
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     return fig
+
+
+def _color(algo: str) -> str:
+    return COLORS.get(algo.split(",")[0], "C3")

@@ -3,18 +3,20 @@
 The scorer sees no identity: agents with the same observation act alike, and where that
 observation is last period's congestion, all of them leave a congested path at once and the
 traffic moves in waves. `scorer-id` adds a learned logit offset per (agent, slot), so each agent
-can settle on its own split. Four DG-PG variants, each on Sioux Falls (`--network`) and one
+can settle on its own split. Five DG-PG variants, each on Sioux Falls (`--network`) and one
 grid city, 3 seeds:
 
     scorer                 the default pair scorer
     scorer-id              the scorer plus offsets per (agent, slot)
     per-agent offsets      the scorer plus one offset per agent, shared by its slots
     scorer-id, free-flow   scorer-id whose agents see free-flow path features, not congestion
+    scorer-id, every agent scorer-id with every agent in every minibatch (not 128 sampled),
+                           so each offset is updated at every step
 
 Each variant is scored by its greedy validation cost over the system optimum (SO) per episode,
 the first episode from which it stays within 1.1 x SO, its cost at episodes 10 and 20, and the
-best-on-validation checkpoint's test cost per seed. Writes roads_actors.png, roads_actors.csv
-(curves), roads_actors_table.csv and roads_actors.md.
+best-on-validation checkpoint's test cost per seed. Writes roads-actors.png, roads-actors.csv
+(curves), roads-actors_table.csv and roads-actors.md.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "scorer-id": ({"actor": "scorer-id"}, {}),
     "per-agent offsets": ({"actor": "scorer-id", "id_per_slot": False}, {}),
     "scorer-id, free-flow": ({"actor": "scorer-id"}, {"congestion_features": False}),
+    "scorer-id, every agent": ({"actor": "scorer-id", "agents_per_minibatch": 16384}, {}),
 }
 """Variant -> (TrainConfig overrides, RoadConfig overrides)."""
 
@@ -132,7 +135,7 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
             "test_ratio_per_seed": json.dumps([round(s["test_return"] / so_test, 4)
                                                for s in summary["per_seed"]]),
             "wall_seconds": summary["wall_seconds"]})
-    common.write_outputs(opts.out, "roads_actors", _plot(curves, grid), curve_rows, rows,
+    common.write_outputs(opts.out, "roads-actors", _plot(curves, grid), curve_rows, rows,
                          markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
 

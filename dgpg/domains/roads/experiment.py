@@ -26,6 +26,7 @@ from typing import Any
 from dgpg.config import overrides_json
 from dgpg.domains.roads import SPEC
 from dgpg.experiments import common, fig4
+from dgpg.experiments.actors import actor_of
 from dgpg.experiments.panels import relative_cost_figure
 from dgpg.experiments.sweep import RunSpec
 
@@ -70,9 +71,10 @@ class Grid:
     alpha: float = 0.5
     seeds: int = 3
     heuristics: tuple[str, ...] = tuple(SPEC.heuristics)
-    actor: str = "scorer-id"
-    """Every learner's actor: the scorer with per-(agent, slot) offsets, without which identical
-    agents route in waves on Sioux Falls (`dgpg reproduce roads-actors`)."""
+    actors: tuple[str, ...] = ("scorer-id", "scorer")
+    """Each learner is trained with each of these actors: the scorer with per-(agent, slot)
+    offsets, without which identical agents route in waves on Sioux Falls (`dgpg reproduce
+    roads-actors`), and the plain scorer, which serves MAPPO and IPPO better on the grids."""
     env: tuple[tuple[str, Any], ...] = ()
     """Other `RoadConfig` fields, (name, value) pairs, for every network (e.g. a shorter day
     in tests)."""
@@ -86,11 +88,11 @@ class Grid:
                      if (self.n_agents is None or net.n_agents in self.n_agents)
                      and (net.kind != TNTP or self.tntp is not None))
 
-    def overrides(self, network: Network, train: bool = True) -> str:
-        """The runs' overrides on `network`; with `train=False` the environment's alone (what
-        the heuristics see)."""
-        actor = {"actor": self.actor} if train else {}
-        return overrides_json(train=actor, env=dict(self.env) | network.env(self.tntp))
+    def overrides(self, network: Network, actor: str | None = None) -> str:
+        """The overrides of the runs of `actor` on `network`; with no actor the environment's
+        alone (what the heuristics see)."""
+        train = {"actor": actor} if actor is not None else {}
+        return overrides_json(train=train, env=dict(self.env) | network.env(self.tntp))
 
 
 FULL = Grid()
@@ -101,10 +103,11 @@ def tasks(grid: Grid) -> tuple[dict[Network, list[RunSpec]], dict[Network, list]
     """Per network: its training runs, and its heuristic tasks (test, then validation)."""
     runs, heuristics = {}, {}
     for net in grid.chosen():
-        overrides = grid.overrides(net, train=False)
+        overrides = grid.overrides(net)
         runs[net] = [RunSpec(algo, net.n_agents, grid.episodes, alpha=grid.alpha,
-                             seeds=grid.seeds, overrides=grid.overrides(net), domain=DOMAIN)
-                     for algo in grid.algos]
+                             seeds=grid.seeds, overrides=grid.overrides(net, actor),
+                             domain=DOMAIN)
+                     for actor in grid.actors for algo in grid.algos]
         heuristics[net] = [
             fig4.HeuristicSpec(net.n_agents, grid.heuristics, overrides, domain=DOMAIN),
             fig4.HeuristicSpec(net.n_agents, ("so-sample",), overrides,
@@ -146,10 +149,12 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
         for spec in specs:
             summary = report.results[spec.key]
             values = common.val_curves(common.run_folder(opts, spec))
-            curves[net, spec.algo] = values / so_val
+            actor = actor_of(spec)
+            curves[net, learner(spec.algo, actor)] = values / so_val
             curve_rows += common.curve_rows(values, network=net.label, algo=spec.algo,
-                                            n_agents=spec.n_agents)
-            rows.append({"network": net.label, **common.run_row(spec, summary, values),
+                                            actor=actor, n_agents=spec.n_agents)
+            rows.append({"network": net.label, "actor": actor,
+                         **common.run_row(spec, summary, values),
                          "so_test_return": so_test, "so_val_return": so_val,
                          "cost_over_so": summary["test_return"] / so_test,
                          "cost_over_so_ci": summary["test_return_ci"] / abs(so_test)})
@@ -161,16 +166,26 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     return {"rows": rows, "heuristics": heuristic_rows, "seconds": report.seconds}
 
 
+def learner(algo: str, actor: str) -> str:
+    """A series of the figure: "ALGO, ACTOR"."""
+    return f"{algo}, {actor}"
+
+
 def _plot(rows, heuristic_rows, curves, grid: Grid):
     nets = grid.chosen()
+    series = [learner(algo, actor) for actor in grid.actors for algo in grid.algos]
+    looks = [("o", "-"), ("s", "--"), ("^", ":")]
     return relative_cost_figure(
-        nets, [f"{net.label}\nN={net.n_agents}" for net in nets], grid.algos,
-        learners={(net, r["algo"]): (r["cost_over_so"], r["cost_over_so_ci"])
+        nets, [f"{net.label}\nN={net.n_agents}" for net in nets], series,
+        learners={(net, learner(r["algo"], r["actor"])): (r["cost_over_so"],
+                                                         r["cost_over_so_ci"])
                   for net in nets for r in rows if r["network"] == net.label},
         heuristics={(net, r["policy"]): r["cost_over_so"]
                     for net in nets for r in heuristic_rows if r["network"] == net.label},
         markers={h: HEURISTIC_STYLES.get(h, ".") for h in grid.heuristics}, curves=curves,
         reference="system optimum", log=True,
+        styles={learner(algo, actor): looks[i % len(looks)]
+                for i, actor in enumerate(grid.actors) for algo in grid.algos},
         ylabel="test cost / SO cost (lower is better, 1 = optimum)",
         title=f"RoadNet: test cost relative to the system optimum (40 scenarios, 95 % CI; "
               f"{grid.episodes} episodes, {grid.seeds} seed(s))")
@@ -186,9 +201,9 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
             "Converge = episodes until the 5-episode rolling mean of the validation return "
             "stays within 10 % of `so-sample` (sampling the SO path flows).\n\n")
     learners = common.md_table(
-        ["network", "N", "algorithm", "test cost / SO", "test return", "converge",
+        ["network", "N", "algorithm", "actor", "test cost / SO", "test return", "converge",
          "seeds converged", "wall (s)"],
-        [[r["network"], r["n_agents"], r["algo"], common.pm(r["cost_over_so"],
+        [[r["network"], r["n_agents"], r["algo"], r["actor"], common.pm(r["cost_over_so"],
                                                              r["cost_over_so_ci"], 3),
           common.pm(r["test_return"], r["test_return_ci"]),
           common.fmt(r["episodes_to_converge"]), f"{r['converged_seeds']}/{r['seeds']}",
