@@ -47,6 +47,7 @@ from dgpg.config import (  # noqa: F401 (re-exported)
 )
 from dgpg.domains import EnvConfig, domain_of
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
+from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.ppo import (
     Runner,
     TrainConfig,
@@ -346,13 +347,39 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
     return tcfg, actor, meta
 
 
-def checkpoint_policies(path: Path) -> tuple[dict[str, Any], RunConfig, TrainConfig]:
+def checkpoint_policies(path: Path, n_agents: int | None = None,
+                        ) -> tuple[dict[str, Any], RunConfig, TrainConfig]:
     """The greedy policy of every seed stored in a checkpoint (or a run folder's best.ckpt),
     named "ALGO (seed S)", with the run's configuration and hyperparameters; CheckpointError or
-    ConfigError if it cannot be read."""
+    ConfigError if it cannot be read. With `n_agents` other than the run's, the names add
+    "trained at N = n" (see `transfer_problem` for when a policy can act at another N)."""
     tcfg, params, meta = load_actor(path)
     run = RunConfig.from_dict(meta["config"]["run"])
     n_seeds = jax.tree.leaves(params)[0].shape[0]
-    policies = {f"{run.algo} (seed {run.seed + i})": make_policy(
+    moved = n_agents is not None and n_agents != run.n_agents
+    suffix = f", trained at N = {run.n_agents}" if moved else ""
+    policies = {f"{run.algo} (seed {run.seed + i}{suffix})": make_policy(
         tcfg, jax.tree.map(lambda x, i=i: x[i], params), greedy=True) for i in range(n_seeds)}
     return policies, run, tcfg
+
+
+def transfer_problem(tcfg: TrainConfig, trained: EnvConfig, target: EnvConfig) -> str | None:
+    """Why a policy trained on `trained` cannot act on `target` (another N), or None if it can:
+    `scorer-id` holds offsets per agent; the other actors need the same observation features
+    (and `mlp` the same candidates and slots per agent, which can depend on N)."""
+    if tcfg.actor not in TRANSFERABLE_ACTORS:
+        return (f"a {tcfg.actor} actor has one offset per agent, so it acts only at the N it "
+                f"was trained at ({trained.n_agents})")
+    # per agent: all of each field's shape for mlp, its feature size for the scorers
+    kept = slice(1, None) if tcfg.actor == "mlp" else slice(-1, None)
+    shapes = [[leaf.shape[kept] for leaf in jax.tree.leaves(jax.eval_shape(
+        lambda c=c: _observation(c)))] for c in (trained, target)]
+    if shapes[0] != shapes[1]:
+        return (f"the {tcfg.actor} actor's input at N = {target.n_agents} differs from the one "
+                f"it was trained on at N = {trained.n_agents}")
+    return None
+
+
+def _observation(config: EnvConfig):
+    domain = domain_of(config)
+    return domain.observe(domain.reset(jax.random.key(0), config), config)

@@ -81,7 +81,8 @@ def evaluate(
     ctx: typer.Context,
     agents: Annotated[
         int | None, typer.Option("--agents", min=1, max=16383,
-                                 help="N agents (default: the checkpoint's, else 10).")
+                                 help="N agents (default: the checkpoint's, else 10); a "
+                                 "checkpoint trained at another N acts at this one.")
     ] = None,
     policy: Annotated[
         list[str] | None,
@@ -90,11 +91,12 @@ def evaluate(
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt); "
-                     "evaluated on the environment it was trained on."),
+                     "evaluated on the environment it was trained on, at its N or at "
+                     "--agents (not for scorer-id)."),
     ] = None,
     actor: Annotated[
         str | None, typer.Option("--actor", help="The actor the checkpoint must hold (scorer, "
-                                 "scorer-raw or mlp); refused if it holds another.")
+                                 "scorer-raw, mlp or scorer-id); refused if it holds another.")
     ] = None,
     scenarios: Annotated[
         int, typer.Option("--scenarios", min=1, max=40, help="Test scenarios (seeds 10000+).")
@@ -161,7 +163,7 @@ def evaluate(
     policies = {}
     if checkpoint is not None:
         try:
-            trained, run, tcfg = checkpoint_policies(checkpoint)
+            trained, run, tcfg = checkpoint_policies(checkpoint, agents)
         except (CheckpointError, ConfigError) as e:
             raise CLIError(str(e)) from None
         if actor is not None and actor != tcfg.actor:
@@ -170,10 +172,19 @@ def evaluate(
         if given_domain is not None and given_domain != run.domain:
             raise CLIError(f"--domain {given_domain} contradicts the checkpoint, which was "
                            f"trained in the {run.domain} domain; leave --domain out")
-        if agents is not None and agents != run.n_agents:
-            raise CLIError(f"--agents {agents} contradicts the checkpoint, which was trained at "
-                           f"N = {run.n_agents}; leave --agents out")
         domain, spec, config = run.domain, get_spec(run.domain), run.env_config()
+        if agents is not None and agents != run.n_agents:  # train small, deploy large
+            from dgpg.config import make_env_config as env_at
+            from dgpg.config import parse_overrides
+            from dgpg.training import transfer_problem
+
+            try:
+                target = env_at(agents, parse_overrides(run.overrides)["env"], domain)
+            except ValueError as e:
+                raise CLIError(f"--agents {agents}: {e}") from None
+            if problem := transfer_problem(tcfg, config, target):
+                raise CLIError(f"--agents {agents}: {problem}; leave --agents out")
+            config = target
         if every:
             names = list(spec.heuristics)
         if unknown := [name for name in names if name not in spec.heuristics]:
@@ -198,6 +209,11 @@ def evaluate(
         # one compiled program for every policy: the environment is compiled once
         rows = records(policies, config, seeds, on_policy)
     title = f"{spec.title}, N={n}, {len(seeds)} test scenarios (mean ± 95% CI)"
+    if checkpoint is not None and n != run.n_agents:
+        title += f"; the checkpoint was trained at N={run.n_agents}"
+        for row in rows:
+            if row["policy"] in trained:
+                row["trained_n_agents"] = run.n_agents
     if as_json:
         print(json.dumps(rows, indent=2))
     elif markdown:

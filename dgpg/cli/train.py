@@ -106,7 +106,7 @@ def train(
     ] = None,
     actor: Annotated[
         str | None, typer.Option("--actor", help="The actor network, the same for every "
-                                 "algorithm: scorer (default), scorer-raw or mlp "
+                                 "algorithm: scorer (default), scorer-raw, mlp or scorer-id "
                                  "(train.actor).")
     ] = None,
     config_file: Annotated[

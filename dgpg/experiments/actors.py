@@ -1,7 +1,7 @@
 """The actor ablation: does DG-PG's advantage depend on the actor's inductive bias?
 
-DG-PG (aligned), MAPPO and IPPO, each with each of the three actors of `TrainConfig.actor`
-(`scorer`, the default pair scorer; `scorer-raw`, the same without the after-placement
+DG-PG (aligned), MAPPO and IPPO, each with each of the three actors whose size does not depend
+on N (`scorer`, the default pair scorer; `scorer-raw`, the same without the after-placement
 utilisation features; `mlp`, an MLP over the flattened local observation), at N in {5, 20, 50}:
 200 episodes, 3 seeds. Every learner keeps figure 4's learning rate and entropy coefficient at
 that N (`TUNED` below N = 50, `TUNED_AT_SCALE` from it), whatever the actor, so the `scorer`
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from dgpg.config import overrides_json, parse_overrides  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
-from dgpg.learners.config import ACTOR_NAMES  # noqa: E402
+from dgpg.learners.config import TRANSFERABLE_ACTORS  # noqa: E402
 
 COLORS = {"dgpg": "C0", "mappo": "C1", "ippo": "C2"}
 LINESTYLES = {"scorer": "-", "scorer-raw": "--", "mlp": ":"}
@@ -39,7 +39,7 @@ LINES = ("best-fit-central", "least-loaded")
 @dataclasses.dataclass(frozen=True)
 class Grid:
     n_agents: tuple[int, ...] = (5, 20, 50)
-    actors: tuple[str, ...] = ACTOR_NAMES
+    actors: tuple[str, ...] = TRANSFERABLE_ACTORS
     algos: tuple[str, ...] = fig4.LEARNERS
     episodes: int = 200
     alpha: float = 0.5
