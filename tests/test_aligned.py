@@ -230,6 +230,7 @@ def test_model_greedy_minimises_the_potential_increase():
     assert checked >= 30
 
 
+@pytest.mark.slow  # about 40 s
 def test_model_greedy_beats_least_loaded_at_n50():
     """The alignment check: the model's own best action is at least as good as `least-loaded`
     on the 40 test scenarios at N = 50 (measured: -6.2 against -7.6, paired difference

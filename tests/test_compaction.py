@@ -116,7 +116,9 @@ def test_capacity_covers_the_environment():
     assert cap < 2.5 * counts.max()
 
 
-@pytest.mark.parametrize("algo", ["dgpg", pytest.param("ippo", marks=pytest.mark.slow)])
+# slow: about 40 s each; the compacted logits and gradients equal the dense ones in the tests above
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["dgpg", "ippo"])
 def test_training_episode_equals_dense(algo):
     """Two training episodes with compaction and without: the same metrics and parameters up to
     float reassociation (relative 1e-4)."""

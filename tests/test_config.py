@@ -33,6 +33,8 @@ def _other_value(key: str, value):
                "run.domain": "roads"}
     if key in special:
         return special[key]
+    if isinstance(value, bool):
+        return not value
     if isinstance(value, int):
         return value + 1
     return value * 0.5

@@ -41,6 +41,7 @@ from dgpg.experiments import (
     fig5,
     nash,
     sweep,
+    transfer,
     variance,
 )
 from dgpg.experiments.sweep import RunSpec, SweepError, overrides_json, run_grid
@@ -311,6 +312,7 @@ def test_fig4_and_fig5_grids_share_runs_and_apply_the_tuning_from_its_n():
     assert all(s.key.endswith("_s0x3") and s.overrides == "" for s in first)
 
 
+@pytest.mark.slow  # about 85 s; figure 4's tasks run in the actors and transfer tests
 def test_fig4_reduced(runs, tmp_path):
     tuned = overrides_json(train={"learning_rate": 2e-3})
     grid = fig4.Grid(n_agents=(2,), episodes=EPISODES, algos=("dgpg",), seeds=1,
@@ -340,7 +342,8 @@ def test_actors_grid_keeps_figure_4_runs():
     """The full ablation is 3 learners x 3 actors x 3 N; its scorer runs are figure 4's own
     (same keys), and the other actors differ from them only by train.actor."""
     full, heuristics = actors.tasks(actors.FULL)
-    assert len(full) == 27 and {actors.actor_of(s) for s in full} == set(actors.ACTOR_NAMES)
+    assert len(full) == 27
+    assert {actors.actor_of(s) for s in full} == set(actors.TRANSFERABLE_ACTORS)
     fig4_runs = set(fig4.learner_tasks(fig4.FULL))
     assert {s for s in full if actors.actor_of(s) == "scorer"} <= fig4_runs
     assert {h.key for h in heuristics} <= {h.key for h in fig4.tasks(fig4.FULL)[1]}
@@ -370,6 +373,27 @@ def test_actors_reduced(runs, tmp_path):
     assert specs == [GRID[0]]
     trained = {p.name for p in (runs / "runs").iterdir()} - before
     assert all(name.startswith("heuristics_") for name in trained), trained
+
+
+def test_transfer_reduced(runs, tmp_path):
+    """`reproduce transfer` on a reduced grid: the sweep's run trained at N = 2 is tested at
+    N = 2, where it reproduces its own test return exactly (same checkpoint, same scenarios),
+    and at N = 3, beside the run trained at N = 3."""
+    reference = fig4.Grid(n_agents=(2, 3), episodes=EPISODES, algos=("dgpg",), seeds=1,
+                          heuristics=actors.LINES, extra_heuristics=(), overrides=OVERRIDES)
+    grid = transfer.Grid(train_n=(2,), test_n=(2, 3), algos=("dgpg",), episodes=EPISODES,
+                         seeds=1, reference=reference)
+    assert grid.runs() == [GRID[0]]
+    result = transfer.run(tmp_path / "transfer", grid=grid, runs=runs, workers=1)
+    for name in ("transfer.png", "transfer.csv", "transfer.md"):
+        assert (tmp_path / "transfer" / name).stat().st_size > 0
+    rows = {(r["policy"], r["trained_at"], r["n_agents"]): r for r in result["rows"]}
+    own = json.loads((runs / "runs" / GRID[0].key / "summary.json").read_text())
+    assert rows["dgpg", "2", 2]["test_return"] == pytest.approx(own["test_return"], rel=1e-9)
+    assert rows["dgpg", "each N", 2]["test_return"] == own["test_return"]
+    assert np.isfinite(rows["dgpg", "2", 3]["test_return"])
+    assert ("dgpg", "each N", 3) in rows and ("best-fit-central", "", 3) in rows
+    assert "| dgpg | N = 2 |" in (tmp_path / "transfer" / "transfer.md").read_text()
 
 
 @pytest.mark.slow  # about 35 s: trains the mlp actor
@@ -429,6 +453,7 @@ def test_variance_reduced(tmp_path):
         r["variance"]) for r in pure)
 
 
+@pytest.mark.slow  # about 25 s; nash's reduced grid runs in process above
 def test_nash_quick_cli(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dgpg.cli", "reproduce", "nash", "--quick",
                            "--out", str(tmp_path)], capture_output=True, text=True,

@@ -53,8 +53,13 @@ def test_the_example_passes_check_domain(plugin):
     assert {"step", "vmap", "model aligned", "heuristic greedy"} <= set(report)
 
 
-def test_three_learners_train_on_the_example_and_a_new_process_evaluates_it(plugin, tmp_path):
-    for algo in ("dgpg", "mappo", "ippo"):
+@pytest.mark.parametrize("algos", [
+    ("dgpg",),
+    pytest.param(("dgpg", "mappo", "ippo"), marks=pytest.mark.slow),  # about 80 s
+])
+def test_the_learners_train_on_the_example_and_a_new_process_evaluates_it(plugin, tmp_path,
+                                                                        algos):
+    for algo in algos:
         out = tmp_path / algo
         code, _, err = run_cli(["train", "--domain", "machines", "--algo", algo, "--episodes",
                                 "2", *SMALL, "--out", str(out), "--json"])

@@ -53,6 +53,7 @@ def test_roads_needs_a_network_to_run(tmp_path):
     assert (code, stdout) == (2, "")
     assert stderr.startswith("dgpg: error: --agents 7: not in roads's grid (N = ")
     code, _, stderr = run_cli(["reproduce", "fig2", "--network", str(tmp_path / "City")])
-    assert (code, stderr) == (2, "dgpg: error: --network applies to roads, not fig2\n")
+    assert (code, stderr) == (
+        2, "dgpg: error: --network applies to roads, roads-actors, not fig2\n")
     code, _, stderr = run_cli(["reproduce", "roads", "--network", str(tmp_path / "City")])
     assert code == 2 and "no TNTP file" in stderr and stderr.count("\n") == 1

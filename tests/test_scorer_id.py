@@ -83,7 +83,8 @@ def test_a_minibatch_of_some_agents_reads_their_own_offsets(dense):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("algo", ["dgpg", "mappo", "ippo"])
+@pytest.mark.parametrize("algo", ["dgpg", "ippo",
+                                  pytest.param("mappo", marks=pytest.mark.slow)])
 def test_every_learner_trains_the_offsets(algo):
     config = TrainConfig(algo=algo, actor="scorer-id", hidden=16, agents_per_minibatch=3)
     env_config = cloud.EnvConfig(n_agents=5, episode_steps=12)

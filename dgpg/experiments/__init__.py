@@ -21,7 +21,7 @@ from typing import Any
 from dgpg.domains import get_spec, names
 
 SHARED = ("fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash", "alignment", "ablation",
-          "actors")
+          "actors", "transfer")
 """The experiments of this package, in the order of `dgpg reproduce all` (tuning before figure 4,
 which uses its winners)."""
 
