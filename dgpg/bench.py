@@ -243,6 +243,71 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     }
 
 
+def test_evaluation_cost(n_agents: int, algo: str = "dgpg", domain: str = "cloud",
+                         repeats: int = 1) -> dict[str, float]:
+    """Seconds of a run's test evaluation against one training episode, one seed, as `dgpg train`
+    does them: the episode (roll-out and update in one compiled call, then the 10 validation
+    roll-outs); the test evaluation (the greedy and the sampled policy on the 40 test scenarios,
+    in compiled batches of 10, reusing the validation program, and the reference heuristic on the
+    50 validation and test scenarios, computed or read from the reference cache). Best of
+    `repeats` calls after the compiling one; the reference is timed once cold (its own
+    compilation included, as a run without a cache entry pays it) and once from the cache."""
+    import tempfile as _tempfile
+
+    from dgpg.config import RunConfig
+    from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate
+    from dgpg.learners.ppo import init_runner, make_train_episode
+    from dgpg.reference_cache import reference_returns
+    from dgpg.training import make_validator
+
+    run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0, domain=domain)
+    tcfg, ecfg = run.train_config(), run.env_config()
+    runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(
+        jnp.stack([jax.random.key(0)]))
+    episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg)))
+    _, t_ep = _timed(episode, runners, repeats=repeats)
+    validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
+    _, t_val = _timed(validate, runners.params["actor"], repeats=repeats)
+    greedy = make_validator(tcfg, ecfg, TEST_SEEDS)
+    _, t_greedy = _timed(greedy, runners.params["actor"], repeats=repeats)
+    sampled = make_validator(tcfg, ecfg, TEST_SEEDS, greedy=False)
+    c_sampled, t_sampled = _timed(sampled, runners.params["actor"], repeats=repeats)
+
+    domain_ = domain_of(ecfg)
+    seeds = (*VALIDATION_SEEDS, *TEST_SEEDS)
+
+    def reference():
+        return evaluate(domain_.heuristics[domain_.reference], ecfg, seeds)["return"]
+
+    saved = os.environ.get("DGPG_REFERENCE_CACHE")
+    with _tempfile.TemporaryDirectory() as tmp:
+        os.environ["DGPG_REFERENCE_CACHE"] = tmp
+        try:
+            t0 = time.perf_counter()
+            reference_returns(ecfg, seeds, reference)
+            t_ref_cold = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            reference_returns(ecfg, seeds, reference)
+            t_ref_cached = time.perf_counter() - t0
+        finally:
+            if saved is None:
+                os.environ.pop("DGPG_REFERENCE_CACHE", None)
+            else:
+                os.environ["DGPG_REFERENCE_CACHE"] = saved
+    episode_s = t_ep + t_val
+    policies_s = t_greedy + t_sampled
+    return {
+        "domain": domain, "n_agents": n_agents, "algo": algo,
+        "episode_seconds": episode_s,
+        "greedy_test_seconds": t_greedy, "sampled_test_seconds": t_sampled,
+        "sampled_first_call_seconds": c_sampled,
+        "reference_cold_seconds": t_ref_cold, "reference_cached_seconds": t_ref_cached,
+        "ratio_cold": (policies_s + t_ref_cold) / episode_s,
+        "ratio_cached": (policies_s + t_ref_cached) / episode_s,
+        "device": jax.devices()[0].platform,
+    }
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -252,16 +317,16 @@ def peak_rss_mb() -> float:
 
 
 def _measure(name: str, kwargs: dict) -> dict:
-    record = {"env": env_throughput, "train": train_timing, "split": episode_split}[name](
-        **kwargs)
+    record = {"env": env_throughput, "train": train_timing, "split": episode_split,
+              "test": test_evaluation_cost}[name](**kwargs)
     record["peak_rss_mb"] = peak_rss_mb()
     record["load_average"] = os.getloadavg()[0]  # > CPU count: others shared the machine
     return record
 
 
 def in_fresh_process(name: str, **kwargs: object) -> dict:
-    """Run one measurement ("env", "train" or "split") in a new process, so that its peak memory and
-    compilations are its own; returns its record with `peak_rss_mb`."""
+    """Run one measurement ("env", "train", "split" or "test") in a new process, so that its peak
+    memory and compilations are its own; returns its record with `peak_rss_mb`."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
         return pool.submit(_measure, name, kwargs).result()

@@ -375,6 +375,7 @@ def test_actors_reduced(runs, tmp_path):
     assert all(name.startswith("heuristics_") for name in trained), trained
 
 
+@pytest.mark.slow  # about 2 minutes: a run, two heuristics and two evaluations at a second N
 def test_transfer_reduced(runs, tmp_path):
     """`reproduce transfer` on a reduced grid: the sweep's run trained at N = 2 is tested at
     N = 2, where it reproduces its own test return exactly (same checkpoint, same scenarios),

@@ -314,7 +314,7 @@ def test_cli_evaluate_bad_checkpoint(ref_run, tmp_path):
 
 def test_cli_evaluate_checkpoint(ref_run):
     """`dgpg evaluate --checkpoint RUN_DIR` evaluates at the run's own N (from the checkpoint)
-    and reproduces the summary's per-seed test returns; a contradicting --agents is refused."""
+    and reproduces the summary's per-seed test returns (another N: tests/test_transfer.py)."""
     out, summary = ref_run
     code, stdout, stderr = run_cli(["evaluate", "--scenarios", str(N_TEST), "--checkpoint",
                                     str(out), "--json"])
@@ -324,8 +324,6 @@ def test_cli_evaluate_checkpoint(ref_run):
     for r, s in zip(records, summary["per_seed"], strict=True):
         assert r["n_agents"] == RUN.n_agents and r["scenarios"] == N_TEST
         assert r["return"]["mean"] == pytest.approx(s["test_return"], rel=1e-6)
-    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(out), "--agents", "3"])
-    assert code == 2 and stderr.count("\n") == 1 and "N = 2" in stderr, stderr
 
 
 def _tensorboard_scalars(folder: Path) -> dict[tuple[int, str], float]:

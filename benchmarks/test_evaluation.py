@@ -1,0 +1,81 @@
+"""The cost of a run's test evaluation as a ratio to one training episode (HeteroCloud, DG-PG).
+
+    python benchmarks/test_evaluation.py                  # N = 200, 1500 and 10000
+    python benchmarks/test_evaluation.py --agents 200     # one N
+
+Each N runs `dgpg.bench.test_evaluation_cost` in a fresh process: one training episode (roll-out,
+update and the 10 validation roll-outs), the greedy and the sampled policy on the 40 test
+scenarios, and the reference heuristic on the 50 validation and test scenarios, once computed
+and once read from the reference cache (`DGPG_REFERENCE_CACHE`). Writes test_evaluation.md and
+test_evaluation.json next to this file, after every N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import jax
+from rich.progress import Progress
+
+from dgpg import atomic
+from dgpg.bench import in_fresh_process
+
+HERE = Path(__file__).resolve().parent
+
+
+def table(records: list[dict]) -> list[str]:
+    lines = ["| N | training episode (s) | greedy test (s) | sampled test (s) | reference, "
+             "computed (s) | reference, cached (s) | test / episode, reference computed | "
+             "test / episode, reference cached | peak RSS (MB) | load average |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        lines.append(
+            f"| {r['n_agents']} | {r['episode_seconds']:.2f} | {r['greedy_test_seconds']:.2f} | "
+            f"{r['sampled_test_seconds']:.2f} | {r['reference_cold_seconds']:.2f} | "
+            f"{r['reference_cached_seconds']:.3f} | {r['ratio_cold']:.1f} | "
+            f"**{r['ratio_cached']:.1f}** | {r['peak_rss_mb']:.0f} | {r['load_average']:.1f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[200, 1500, 10000],
+                        help="N to measure (default: 200 1500 10000)")
+    args = parser.parse_args()
+    if any(n < 1 or n > 16383 for n in args.agents):
+        parser.error("--agents must be between 1 and 16383")
+    device = jax.devices()[0]
+    head = [
+        "# Test evaluation against a training episode",
+        "",
+        f"Produced by `python benchmarks/test_evaluation.py --agents "
+        f"{' '.join(map(str, args.agents))}` on {datetime.date.today()}: {device.platform} "
+        f"({device.device_kind}), {os.cpu_count()} CPU cores, Python "
+        f"{platform.python_version()}, JAX {jax.__version__}. DG-PG, one seed, HeteroCloud "
+        "defaults. A training episode is the roll-out and update in one compiled call plus the "
+        "10 validation roll-outs; the test evaluation is what `dgpg train` does after the last "
+        "episode: the greedy and the sampled policy on the 40 test scenarios (compiled batches "
+        "of 10) and the reference heuristic (best-fit-central) on the 50 validation and test "
+        "scenarios, computed by the first run of a configuration and read from the reference "
+        "cache by every later one. Best of one call after the compiling one; the computed "
+        "reference includes its compilation.",
+        "",
+    ]
+    records: list[dict] = []
+    with Progress() as progress:
+        task = progress.add_task("test evaluation cost", total=len(args.agents))
+        for n in args.agents:
+            progress.update(task, description=f"N = {n}")
+            records.append(in_fresh_process("test", n_agents=n))
+            atomic.write_text(HERE / "test_evaluation.md", "\n".join(head + table(records)) + "\n")
+            atomic.write_json(HERE / "test_evaluation.json", records)
+            progress.advance(task)
+    print((HERE / "test_evaluation.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
