@@ -364,10 +364,11 @@ def checkpoint_policies(path: Path, n_agents: int | None = None,
 
 
 def transfer_problem(tcfg: TrainConfig, trained: EnvConfig, target: EnvConfig) -> str | None:
-    """Why a policy trained on `trained` cannot act on `target` (another N), or None if it can:
-    `scorer-id` holds offsets per agent; the other actors need the same observation features
-    (and `mlp` the same candidates and slots per agent, which can depend on N)."""
-    if tcfg.actor not in TRANSFERABLE_ACTORS:
+    """Why a policy trained on `trained` cannot act on `target` (another N or other environment
+    fields), or None if it can: `scorer-id` holds offsets per agent, so it needs the same N; the
+    other actors need the same observation features (and `mlp` the same candidates and slots
+    per agent, which can depend on N)."""
+    if tcfg.actor not in TRANSFERABLE_ACTORS and target.n_agents != trained.n_agents:
         return (f"a {tcfg.actor} actor has one offset per agent, so it acts only at the N it "
                 f"was trained at ({trained.n_agents})")
     # per agent: all of each field's shape for mlp, its feature size for the scorers
@@ -376,7 +377,8 @@ def transfer_problem(tcfg: TrainConfig, trained: EnvConfig, target: EnvConfig) -
         lambda c=c: _observation(c)))] for c in (trained, target)]
     if shapes[0] != shapes[1]:
         return (f"the {tcfg.actor} actor's input at N = {target.n_agents} differs from the one "
-                f"it was trained on at N = {trained.n_agents}")
+                f"it was trained on at N = {trained.n_agents}"
+                + ("" if target.n_agents != trained.n_agents else " (other environment fields)"))
     return None
 
 

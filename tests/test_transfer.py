@@ -72,3 +72,35 @@ def test_which_actors_can_move():
     tcfg = resolve(RunConfig(algo="dgpg", n_agents=20, episodes=1),
                    parse_set(["train.actor=scorer-id"])).train_config()
     assert "one offset per agent" in transfer_problem(tcfg, small, large)
+
+
+def test_environment_fields_of_a_checkpoint_can_change_but_not_its_network(tmp_path):
+    """`--set env.FIELD=VALUE` evaluates a cloud checkpoint under another load (the title says
+    so); a roads checkpoint's network is refused in one line, as is another section."""
+    folder = tmp_path / "run"
+    _checkpoint(folder, 3, "scorer")
+    code, stdout, stderr = run_cli(["evaluate", "--checkpoint", str(folder), "--scenarios", "2",
+                                    "--set", "env.arrival_rate=1.3", "--markdown"])
+    assert code == 0, stderr
+    assert "arrival_rate=1.3" in stdout and "dgpg (seed 0)" in stdout
+    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(folder), "--set",
+                               "train.hidden=8"])
+    assert code == 2 and stderr.count("\n") == 1
+    assert "evaluate sets env fields only" in stderr
+
+    roads_run = tmp_path / "roads"
+    run = RunConfig(algo="dgpg", n_agents=4, episodes=1, domain="roads",
+                    overrides='{"env":{"grid_cols":3,"grid_rows":3}}')
+    (roads_run / "checkpoints").mkdir(parents=True)
+    (roads_run / "config.json").write_text(json.dumps(run.to_json()))
+    keys = jnp.stack([jax.random.key(0)])
+    params = jax.vmap(lambda k: init_runner(k, run.train_config(), run.env_config()))(keys)
+    checkpoint.save(roads_run / "checkpoints" / "best.ckpt", {"actor": params.params["actor"]},
+                    {"config": run.to_json()})
+    before = snapshot(tmp_path)
+    code, stdout, stderr = run_cli(["evaluate", "--checkpoint", str(roads_run), "--set",
+                                    "env.network=elsewhere"])
+    assert code == 2 and stderr.count("\n") == 1 and stdout == ""
+    assert ("--set env.network: a roads checkpoint acts on the network it was trained on "
+            "('grid'); leave it out") in stderr
+    assert snapshot(tmp_path) == before

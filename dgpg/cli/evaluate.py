@@ -101,6 +101,12 @@ def evaluate(
     scenarios: Annotated[
         int, typer.Option("--scenarios", min=1, max=40, help="Test scenarios (seeds 10000+).")
     ] = 40,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="env.FIELD=VALUE",
+                                       help="Set one environment field (repeatable), for "
+                                            "heuristics or a checkpoint, e.g. "
+                                            "env.arrival_rate=1.2.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print a Markdown table instead.")
@@ -127,6 +133,7 @@ def evaluate(
                            f"{', '.join(known)}, all")
     if as_json and markdown:
         raise CLIError("give --json or --markdown, not both")
+    env_sets = _env_sets(set_ or [])
     if actor is not None:
         from dgpg.learners.config import ACTOR_NAMES
 
@@ -149,8 +156,9 @@ def evaluate(
         from dgpg.config import make_env_config
 
         try:
-            config = make_env_config(agents if agents is not None else 10, env_flags, domain)
-        except ValueError as e:
+            config = make_env_config(agents if agents is not None else 10,
+                                     env_flags | env_sets, domain)
+        except (ValueError, TypeError) as e:
             raise CLIError(str(e)) from None
 
     compilation_cache()
@@ -173,18 +181,7 @@ def evaluate(
             raise CLIError(f"--domain {given_domain} contradicts the checkpoint, which was "
                            f"trained in the {run.domain} domain; leave --domain out")
         domain, spec, config = run.domain, get_spec(run.domain), run.env_config()
-        if agents is not None and agents != run.n_agents:  # train small, deploy large
-            from dgpg.config import make_env_config as env_at
-            from dgpg.config import parse_overrides
-            from dgpg.training import transfer_problem
-
-            try:
-                target = env_at(agents, parse_overrides(run.overrides)["env"], domain)
-            except ValueError as e:
-                raise CLIError(f"--agents {agents}: {e}") from None
-            if problem := transfer_problem(tcfg, config, target):
-                raise CLIError(f"--agents {agents}: {problem}; leave --agents out")
-            config = target
+        config = _moved(tcfg, run, config, agents, env_sets)  # train small, deploy large
         if every:
             names = list(spec.heuristics)
         if unknown := [name for name in names if name not in spec.heuristics]:
@@ -209,6 +206,8 @@ def evaluate(
         # one compiled program for every policy: the environment is compiled once
         rows = records(policies, config, seeds, on_policy)
     title = f"{spec.title}, N={n}, {len(seeds)} test scenarios (mean ± 95% CI)"
+    if env_sets:
+        title += "; " + ", ".join(f"{k}={v}" for k, v in env_sets.items())
     if checkpoint is not None and n != run.n_agents:
         title += f"; the checkpoint was trained at N={run.n_agents}"
         for row in rows:
@@ -220,3 +219,44 @@ def evaluate(
         print(metrics_markdown(rows, title, spec.table_metrics))
     else:
         console.print(metrics_table(rows, title, console.width, spec.table_metrics))
+
+
+def _env_sets(items: list[str]) -> dict:
+    """The environment fields of --set (checked before JAX loads)."""
+    from dgpg.config import ConfigError, parse_set
+
+    try:
+        sections = parse_set(items)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+    if other := sorted(set(sections) - {"env"}):
+        raise CLIError(f"--set {other[0]}.FIELD: evaluate sets env fields only (a checkpoint "
+                       f"keeps its run's {other[0]} section)")
+    return sections.get("env", {})
+
+
+def _moved(tcfg, run, config, agents: int | None, env_sets: dict):
+    """The environment a checkpoint acts in: its run's, at --agents and with the --set fields;
+    CLIError when its policy cannot act there (`transfer_problem`) or a domain option such as
+    the network would change."""
+    from dgpg.config import make_env_config, parse_overrides
+    from dgpg.domains import get_spec
+    from dgpg.training import transfer_problem
+
+    for option in get_spec(run.domain).options:
+        if option.field in env_sets and env_sets[option.field] != getattr(config, option.field):
+            raise CLIError(f"--set env.{option.field}: a {run.domain} checkpoint acts on the "
+                           f"{option.field} it was trained on "
+                           f"({getattr(config, option.field)!r:.80}); leave it out")
+    n = agents if agents is not None else run.n_agents
+    if n == run.n_agents and not env_sets:
+        return config
+    given = f"--agents {n}" if n != run.n_agents else "--set"
+    try:
+        target = make_env_config(n, parse_overrides(run.overrides)["env"] | env_sets,
+                                 run.domain)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"{given}: {e}") from None
+    if problem := transfer_problem(tcfg, config, target):
+        raise CLIError(f"{given}: {problem}; leave {given.split()[0]} out")
+    return target
