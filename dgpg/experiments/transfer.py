@@ -2,7 +2,7 @@
 
 The `scorer` actor has no parameter that depends on N, so a checkpoint trained on a small cluster
 is a policy for any cluster. DG-PG, MAPPO and IPPO are trained at N = 20 and 50 (figure 4's step
-sizes at that N, `TRANSFER_EPISODES` episodes, 3 seeds); each seed's best-on-validation
+sizes at that N, `TRANSFER_EPISODES` episodes, seeds 100 to 102); each seed's best-on-validation
 checkpoint is then tested on the 40 test scenarios at every N of `test_n`. Beside them: the same
 learner trained at each N (figure 4's runs) and figure 4's heuristics. Writes transfer.png,
 transfer.csv (every point) and transfer.md.
@@ -89,6 +89,9 @@ class Grid:
     algos: tuple[str, ...] = fig4.LEARNERS
     episodes: int = TRANSFER_EPISODES
     seeds: int = 3
+    seed: int = 100
+    """First seed of the moved runs: seeds of their own, so that no other experiment's run (whose
+    checkpoint git does not keep) has their folder."""
     reference: fig4.Grid = fig4.FULL
     """Figure 4's grid: its step sizes, its runs at each N and its heuristics."""
 
@@ -96,8 +99,8 @@ class Grid:
         return self.test_n
 
     def runs(self) -> list[RunSpec]:
-        return [RunSpec(algo, n, self.episodes, alpha=self.reference.alpha, seeds=self.seeds,
-                        overrides=self.reference.overrides_at(algo, n))
+        return [RunSpec(algo, n, self.episodes, alpha=self.reference.alpha, seed=self.seed,
+                        seeds=self.seeds, overrides=self.reference.overrides_at(algo, n))
                 for n in self.train_n for algo in self.algos]
 
     def native(self) -> list[RunSpec]:
