@@ -5,9 +5,8 @@ by a softmax over the K candidates; `scorer-raw` is the same without the derived
 features, and `mlp` maps an agent's flattened local observation to J x K logits: no size of
 theirs depends on N. `scorer-id` adds a learned logit offset per (agent, slot, candidate) to the
 scorer's logits, so that identical agents can learn to act differently. The centralised critic
-embeds
-every server, pools the embeddings (cost linear in M) and adds the context; the local critic
-does the same over one agent's candidates and jobs.
+embeds every server, pools the embeddings (cost linear in M) and adds the context; the local
+critic does the same over one agent's candidates and jobs.
 """
 
 from __future__ import annotations
