@@ -10,9 +10,12 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 # Compilation dominates the suite's time; XLA's CPU back end compiles about twice as fast without
-# its expensive optimisations. Set before JAX starts its back end, so it holds for this process
-# and every subprocess a test starts; results within a test stay comparable.
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# its expensive optimisations, and about twice as fast again with its older elemental emitters
+# instead of the fusion emitters (a DG-PG training episode: 19.6 s -> 10.8 s). Set before JAX
+# starts its back end, so it holds for this process and every subprocess a test starts; results
+# within a test stay comparable.
+FAST_COMPILE = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+                "--xla_cpu_use_fusion_emitters=false")
 # Under pytest-xdist each worker computes on one thread: the workers share the cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     FAST_COMPILE += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

@@ -217,14 +217,12 @@ def test_guidance_zero_at_reference_positive_at_uniform(guidance_setup):
 def test_alpha_zero_is_mappo_bit_for_bit():
     dg0 = TrainConfig(algo="dgpg", alpha=0.0, **SMALL)
     mappo = TrainConfig(algo="mappo", **SMALL)
-    dg_half = TrainConfig(algo="dgpg", alpha=0.5, **SMALL)
     key = jax.random.key(0)
-    runners = {c: init_runner(key, c, SMALL_ENV) for c in (dg0, mappo, dg_half)}
+    runners = {c: init_runner(key, c, SMALL_ENV) for c in (dg0, mappo)}
     assert _leaves_equal(runners[dg0], runners[mappo])
-    assert _leaves_equal(runners[dg0], runners[dg_half])
-    out = {c: _train_fn(c, SMALL_ENV)(runners[c]) for c in (dg0, mappo, dg_half)}
+    out = {c: _train_fn(c, SMALL_ENV)(runners[c]) for c in (dg0, mappo)}
 
-    (r0, m0), (rm, mm), (rh, mh) = out[dg0], out[mappo], out[dg_half]
+    (r0, m0), (rm, mm) = out[dg0], out[mappo]
     for name in ("actor", "critic"):
         assert _leaves_equal(r0.params[name], rm.params[name]), name
     assert _leaves_equal(r0.opt_state, rm.opt_state)
@@ -234,8 +232,19 @@ def test_alpha_zero_is_mappo_bit_for_bit():
     # the guidance is computed at alpha = 0 (just weighted 0), and absent for MAPPO
     assert float(m0["guidance_loss"]) > 0.0
     assert float(mm["guidance_loss"]) == 0.0
-    # the parameters moved, and alpha = 0.5 moves the actor elsewhere
+    # the parameters moved
     assert not _leaves_equal(r0.params["actor"], runners[dg0].params["actor"])
+
+
+@pytest.mark.slow  # a third compilation of the training episode; the guidance's gradient is
+# checked against finite differences in the default suite
+def test_alpha_half_moves_the_actor_elsewhere_from_the_same_roll_out():
+    dg0 = TrainConfig(algo="dgpg", alpha=0.0, **SMALL)
+    dg_half = TrainConfig(algo="dgpg", alpha=0.5, **SMALL)
+    key = jax.random.key(0)
+    runners = {c: init_runner(key, c, SMALL_ENV) for c in (dg0, dg_half)}
+    assert _leaves_equal(runners[dg0], runners[dg_half])
+    (r0, m0), (rh, mh) = (_train_fn(c, SMALL_ENV)(runners[c]) for c in (dg0, dg_half))
     assert not _leaves_equal(rh.params["actor"], r0.params["actor"])
     # same roll-out (same key, same initial policy), different update
     assert np.array_equal(np.asarray(mh["return"]), np.asarray(m0["return"]))
@@ -298,14 +307,14 @@ def test_dgpg_learns_small():
 
 
 @pytest.mark.parametrize("episodes,first", [
-    (12, 9),
+    (8, 5),
     pytest.param(20, 10, marks=pytest.mark.slow),  # about a minute on 2 CPU cores
 ])
 def test_dgpg_aligned_stays_near_best_fit_central_n5(tmp_path, episodes, first):
     """DG-PG with the aligned model at N = 5 (the defaults of `dgpg train`, seed 0): the greedy
     validation return of every episode from `first` to `episodes` is within 15 % of
-    best-fit-central's on the same scenarios (measured: -7.3 to -9.9 from episode 9 to 20,
-    against -9.9; episodes 3 and 4 dip to -15 and -17.5)."""
+    best-fit-central's on the same scenarios (measured: -8.4 to -10.8 from episode 5 to 12 and
+    -7.3 to -9.9 from episode 9 to 20, against -9.9; episodes 3 and 4 dip to -15 and -17.5)."""
     import csv
 
     from dgpg.domains.cloud.heuristics import best_fit_central

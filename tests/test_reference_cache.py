@@ -33,8 +33,10 @@ def test_computed_once_then_read_back_equal(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first, again)
     assert first.dtype == np.float64 and first.shape == (3,)
     other = make_env_config(2, {"episode_steps": 7}, "cloud")
-    assert entry_key(other, SEEDS) != entry_key(CONFIG, SEEDS) != entry_key(CONFIG, SEEDS[:2])
-    reference_returns(CONFIG, SEEDS[:2], _computed(CONFIG, SEEDS[:2], calls))
+    others = (10003, 10004, 10005)  # as many as SEEDS: the compiled evaluation is reused
+    assert entry_key(other, SEEDS) != entry_key(CONFIG, SEEDS) != entry_key(CONFIG, others)
+    assert entry_key(CONFIG, SEEDS) != entry_key(CONFIG, SEEDS[:2])
+    reference_returns(CONFIG, others, _computed(CONFIG, others, calls))
     assert len(calls) == 2
     for path in tmp_path.glob("*.json"):
         path.write_text("{not json")

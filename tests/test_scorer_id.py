@@ -83,7 +83,7 @@ def test_a_minibatch_of_some_agents_reads_their_own_offsets(dense):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("algo", ["dgpg", "ippo",
+@pytest.mark.parametrize("algo", ["dgpg", pytest.param("ippo", marks=pytest.mark.slow),
                                   pytest.param("mappo", marks=pytest.mark.slow)])
 def test_every_learner_trains_the_offsets(algo):
     config = TrainConfig(algo=algo, actor="scorer-id", hidden=16, agents_per_minibatch=3)

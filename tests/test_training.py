@@ -148,9 +148,20 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
 
-def test_same_config_gives_identical_run(ref_run, tmp_path):
+def test_same_config_gives_identical_run_and_compiles_nothing_after_episode_1(ref_run,
+                                                                               tmp_path):
+    """Training RUN again gives the same rows, summary and best checkpoint; episodes after the
+    first trace and compile nothing (the compile count is flat)."""
+    from dgpg.bench import CompileLog
+
     out, summary = ref_run
-    again = train(tmp_path / "again", RUN)
+    marks = []
+    with CompileLog() as log:
+        again = train(tmp_path / "again", RUN,
+                      on_episode=lambda e, s: marks.append(log.count + log.traces))
+    assert len(marks) == EPISODES
+    assert marks[0] > 0  # the first episode traced its functions: the log sees them
+    assert marks[1:] == [marks[0]] * (EPISODES - 1), marks
     assert _without_wall(_rows(tmp_path / "again")) == _without_wall(_rows(out))
     drop = {"wall_seconds"}
     assert {k: v for k, v in again.items() if k not in drop} == {
@@ -474,18 +485,6 @@ def test_cli_train_into_existing_run_is_one_line(tmp_path):
                                        str(out)))
     assert "already holds a run" in line
     assert _snapshot(out) == {"metrics.csv": known}
-
-
-def test_no_recompilation_between_episodes(ref_run, tmp_path):
-    """Episodes after the first trace and compile nothing (the compile count is flat)."""
-    from dgpg.bench import CompileLog
-
-    marks = []
-    with CompileLog() as log:
-        train(tmp_path / "run", RUN, on_episode=lambda e, s: marks.append(log.count + log.traces))
-    assert len(marks) == EPISODES
-    assert marks[0] > 0  # the first episode traced its functions: the log sees them
-    assert marks[1:] == [marks[0]] * (EPISODES - 1), marks
 
 
 def test_plot_writes_next_to_the_run_with_episodes_or_steps(ref_run, tmp_path):
