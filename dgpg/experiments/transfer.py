@@ -26,7 +26,8 @@ from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
 TRANSFER_EPISODES = 100
 """Training episodes of the runs that are moved (figure 4's runs at the same N train 200; their
-checkpoints are not kept in git, so these are runs of their own)."""
+checkpoints are not kept in git, so these are runs of their own, seeds 100 to 102, whose best
+checkpoints are)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +63,8 @@ class TransferSpec:
         try:
             tcfg, actor, _ = load_actor(run_folder)
         except (CheckpointError, OSError) as e:
-            raise RuntimeError(f"{self.key} needs the best checkpoint of {self.run.key} (not "
-                               f"kept in git; remove that folder to train it again): {e}") from None
+            raise RuntimeError(f"{self.key} needs the best checkpoint of {self.run.key} "
+                               f"(remove that folder to train it again): {e}") from None
         trained = self.run.run_config().env_config()
         target = make_env_config(self.n_agents, parse_overrides(self.run.overrides)["env"],
                                  self.run.domain)
