@@ -250,9 +250,9 @@ def test_evaluation_cost(n_agents: int, algo: str = "dgpg", domain: str = "cloud
     roll-outs); the test evaluation (the greedy policy on the 40 test scenarios in compiled
     batches of 10, reusing the validation program, the sampled policy on the first 10, and the
     reference heuristic on the 50 validation and test scenarios, computed or read from the
-    reference cache). Best of
-    `repeats` calls after the compiling one; the reference is timed once cold (its own
-    compilation included, as a run without a cache entry pays it) and once from the cache."""
+    reference cache). Best of `repeats` calls after the compiling one; the reference is timed
+    once cold (its own compilation included, as a run without a cache entry pays it) and once
+    from the cache."""
     import tempfile as _tempfile
 
     from dgpg.config import RunConfig

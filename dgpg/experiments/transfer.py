@@ -25,9 +25,8 @@ from dgpg.experiments import common, fig4  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
 TRANSFER_EPISODES = 100
-"""Training episodes of the runs that are moved (figure 4's runs at the same N train 200; their
-checkpoints are not kept in git, so these are runs of their own, seeds 100 to 102, whose best
-checkpoints are)."""
+"""Training episodes of the runs that are moved: runs of their own (seeds 100 to 102), whose best
+checkpoints are kept in git (.gitignore), as figure 4's at the same N (200 episodes) are not."""
 
 
 @dataclasses.dataclass(frozen=True)
