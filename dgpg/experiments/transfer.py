@@ -125,7 +125,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                   if names]
     # training first: a transfer task reads its run's checkpoint
     common.run_tasks([*heuristics, *moved, *grid.native()], opts)
-    transfers = [TransferSpec(spec, n) for spec in moved for n in grid.test_n]
+    # smallest N first: the cheap columns of the table land before N = 10,000's
+    transfers = [TransferSpec(spec, n) for n in grid.test_n for spec in moved]
     report = common.run_tasks([*heuristics, *grid.native(), *transfers], opts)
 
     rows = []
