@@ -92,6 +92,15 @@ def _returns_program(config: TrainConfig, env_config: EnvConfig, greedy: bool,
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None)))
 
 
+@functools.lru_cache(maxsize=8)
+def _training_programs(config: TrainConfig, env_config: EnvConfig) -> tuple[Callable, Callable]:
+    """Compiled `init(keys (K,)) -> runners` and `train_episode(runners) -> (runners, metrics)`
+    (K seeds); one pair per configuration, so that another run of it in this process (a resume,
+    a sweep worker's next task) traces and compiles nothing."""
+    init = jax.jit(jax.vmap(lambda k: init_runner(k, config, env_config)))
+    return init, jax.jit(jax.vmap(make_train_episode(config, env_config)))
+
+
 def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
                    greedy: bool = True, dense: bool = False) -> Callable:
     """`actor_params (stacked over K seeds) -> returns (K, len(seeds))` of the greedy policy (or
@@ -207,7 +216,8 @@ def train(
             raise RunError(f"{ckpt_dir / 'last.ckpt'} belongs to another run configuration")
 
     keys = jnp.stack([jax.random.key(s) for s in seed_ids])
-    runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(keys)
+    init, train_episode = _training_programs(tcfg, ecfg)
+    runners = init(keys)
     best_val = np.full(K, -np.inf)
     best_actor = runners.params["actor"]
     wall_before = 0.0
@@ -229,7 +239,6 @@ def train(
             f"checkpoint {ckpt_dir / 'last.ckpt'} is inconsistent (episode {meta['episode']!r:.20}"
             f" in its header, {start} in its state)")
 
-    train_episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg)))
     validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
     t0 = time.perf_counter() - wall_before
     last = run.episodes if stop_after is None else min(run.episodes, stop_after)

@@ -151,17 +151,23 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
 def test_same_config_gives_identical_run_and_compiles_nothing_after_episode_1(ref_run,
                                                                                tmp_path):
     """Training RUN again gives the same rows, summary and best checkpoint; episodes after the
-    first trace and compile nothing (the compile count is flat)."""
+    first trace and compile nothing (the compile count is flat), and a further run of the same
+    configuration in this process traces and compiles nothing at all."""
     from dgpg.bench import CompileLog
 
     out, summary = ref_run
     marks = []
+    training._training_programs.cache_clear()  # as in a new process: episode 1 traces
     with CompileLog() as log:
         again = train(tmp_path / "again", RUN,
                       on_episode=lambda e, s: marks.append(log.count + log.traces))
     assert len(marks) == EPISODES
     assert marks[0] > 0  # the first episode traced its functions: the log sees them
     assert marks[1:] == [marks[0]] * (EPISODES - 1), marks
+    with CompileLog() as log:
+        third = train(tmp_path / "third", RUN)
+    assert (log.count, log.traces) == (0, 0)
+    assert third["test_return"] == summary["test_return"]
     assert _without_wall(_rows(tmp_path / "again")) == _without_wall(_rows(out))
     drop = {"wall_seconds"}
     assert {k: v for k, v in again.items() if k not in drop} == {
