@@ -267,6 +267,7 @@ def test_fig2_reduced(runs, tmp_path):
     assert len(result["rows"]) == 1 and "| 0.5 |" in (tmp_path / "fig2" / "fig2.md").read_text()
 
 
+@pytest.mark.slow  # about 35 s: trains a fluid run; test_fig2_reduced covers a figure by default
 def test_fig3_and_fig5_reduced(runs, tmp_path):
     grid3 = fig3.Grid(n_agents=(2,), episodes=(("dgpg", EPISODES),), seeds=1,
                       overrides=OVERRIDES)
@@ -365,6 +366,7 @@ def _actors_reduced(runs, tmp_path, names):
     return specs
 
 
+@pytest.mark.slow  # about 20 s of heuristics; the grid's keys are checked by default above
 def test_actors_reduced(runs, tmp_path):
     """`reproduce actors` on a reduced grid draws its figure and table from the sweep's run
     (the scorer run has figure 4's key, so nothing is trained)."""
