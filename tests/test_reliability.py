@@ -483,11 +483,13 @@ def fake_learner(monkeypatch):
     validator and the initial runner."""
 
     def install(bad_episode: int, what: str) -> None:
+        training._training_programs.cache_clear()  # built from the stand-ins below
         monkeypatch.setattr(training, "init_runner", _fake_init_runner)
         monkeypatch.setattr(training, "make_train_episode", _fake_episode(bad_episode, what))
         monkeypatch.setattr(training, "make_validator", _fake_validator(bad_episode, what))
 
-    return install
+    yield install
+    training._training_programs.cache_clear()  # no later run may get a stand-in's program
 
 
 def _fake_episode(bad_episode: int, what: str):
