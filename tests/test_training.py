@@ -4,9 +4,9 @@ checkpoints and their corruption, convergence counting, and the CLI's handling o
 For speed, the module trains with 2 update epochs of 2 minibatches (RunConfig.train_config is
 monkeypatched; the network keeps its default width so the CLI can load a checkpoint in a
 subprocess) and tests on the first 10 test scenarios. Every run has the same shapes (N = 2,
-2 seeds), and a persistent compilation cache in a temporary folder lets later runs (and the CLI
-subprocess) reuse the first run's compiled functions: each `train` call builds new jitted
-closures, so without it every run would compile everything again.
+2 seeds): later runs in this process reuse the first run's compiled programs (`train` keeps one
+per configuration), and the CLI subprocess loads them from the session's persistent compilation
+cache.
 """
 
 from __future__ import annotations
