@@ -568,6 +568,9 @@ def test_reproduce_agents_picks_part_of_the_grid(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fig4, "run", fake_run)
     monkeypatch.setattr(fig3, "run", fake_run)
+    monkeypatch.setattr(transfer, "run", fake_run)
+    assert run_cli(["reproduce", "transfer", "--agents", "1500,5", "--out", str(tmp_path)])[0] == 0
+    assert seen[-1].tested() == (5, 1500) and seen[-1].train_n == transfer.FULL.train_n
     assert run_cli(["reproduce", "fig4", "--agents", "1500,50,5", "--out", str(tmp_path)])[0] == 0
     assert seen[-1] == dataclasses.replace(fig4.FULL, n_agents=(5, 50, 1500))
     assert run_cli(["reproduce", "fig3", "--quick", "--agents", "5", "--seeds", "2",

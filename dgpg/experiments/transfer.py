@@ -94,9 +94,15 @@ class Grid:
     checkpoint git does not keep) has their folder."""
     reference: fig4.Grid = fig4.FULL
     """Figure 4's grid: its step sizes, its runs at each N and its heuristics."""
+    n_agents: tuple[int, ...] | None = None
+    """Only these of `test_n` (`--agents`); None: all of them."""
 
     def agent_counts(self) -> tuple[int, ...]:
         return self.test_n
+
+    def tested(self) -> tuple[int, ...]:
+        """The N the policies are tested at: `test_n`, or those of it in `n_agents`."""
+        return tuple(n for n in self.test_n if self.n_agents is None or n in self.n_agents)
 
     def runs(self) -> list[RunSpec]:
         return [RunSpec(algo, n, self.episodes, alpha=self.reference.alpha, seed=self.seed,
@@ -105,7 +111,7 @@ class Grid:
 
     def native(self) -> list[RunSpec]:
         """Figure 4's runs of each learner at each tested N."""
-        grid = dataclasses.replace(self.reference, n_agents=self.test_n)
+        grid = dataclasses.replace(self.reference, n_agents=self.tested())
         return [s for s in fig4.learner_tasks(grid) if s.algo in self.algos]
 
 
@@ -120,13 +126,13 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
     opts = common.options(out, runs, backend, address, workers, progress)
     moved = grid.runs()
-    heuristics = [fig4.HeuristicSpec(n, names, grid.reference.overrides) for n in grid.test_n
+    heuristics = [fig4.HeuristicSpec(n, names, grid.reference.overrides) for n in grid.tested()
                   for names in (grid.reference.heuristics, grid.reference.extra_heuristics)
                   if names]
     # training first: a transfer task reads its run's checkpoint
     common.run_tasks([*heuristics, *moved, *grid.native()], opts)
     # smallest N first: the cheap columns of the table land before N = 10,000's
-    transfers = [TransferSpec(spec, n) for n in grid.test_n for spec in moved]
+    transfers = [TransferSpec(spec, n) for n in grid.tested() for spec in moved]
     report = common.run_tasks([*heuristics, *grid.native(), *transfers], opts)
 
     rows = []
@@ -157,6 +163,8 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
     algos = list(grid.algos)
+    # cost (minus the return) on a log axis: the learners trained at large N lose by a factor of
+    # 10 to 30 there, which a linear axis shared by the panels would flatten everything else into
     fig, axes = plt.subplots(1, len(algos), figsize=(5 * len(algos), 4.2), sharey=True,
                              squeeze=False)
     for ax, algo in zip(axes[0], algos, strict=True):
@@ -164,17 +172,18 @@ def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
         for i, where in enumerate(trained):
             mine = sorted((r for r in rows if r["policy"] == algo and r["trained_at"] == where),
                           key=lambda r: r["n_agents"])
-            ax.errorbar([r["n_agents"] for r in mine], [r["test_return"] for r in mine],
+            ax.errorbar([r["n_agents"] for r in mine], [-r["test_return"] for r in mine],
                         yerr=[r["test_return_ci"] for r in mine], capsize=3, marker="o",
                         ls=LINESTYLES[i % len(LINESTYLES)],
                         color=f"C{i}", label=f"{algo}, trained at " + (
                             where if where == "each N" else f"N = {where}"))
         for name, color in (("best-fit-central", "0.3"), ("model-greedy", "0.6")):
             mine = sorted((r for r in rows if r["policy"] == name), key=lambda r: r["n_agents"])
-            ax.plot([r["n_agents"] for r in mine], [r["test_return"] for r in mine], color=color,
+            ax.plot([r["n_agents"] for r in mine], [-r["test_return"] for r in mine], color=color,
                     lw=1, ls="-.", label=name)
-        common.n_axis(ax, grid.test_n)
-        ax.set(xlabel="N at test", title=algo, ylabel="test return (higher is better)"
+        common.n_axis(ax, grid.tested())
+        ax.set(xlabel="N at test", title=algo, yscale="log",
+               ylabel="test cost, minus the return (lower is better)"
                if ax is axes[0][0] else None)
         ax.legend(fontsize=7)
     fig.suptitle("HeteroCloud: policies trained at one N, tested at every N (40 scenarios, "
@@ -195,8 +204,8 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     for algo in grid.algos:
         for where in ("each N", *(str(n) for n in grid.train_n)):
             label = "each N" if where == "each N" else f"N = {where}"
-            lines.append([algo, label, *(cell.get((algo, where, n), "-") for n in grid.test_n)])
+            lines.append([algo, label, *(cell.get((algo, where, n), "-") for n in grid.tested())])
     for name in (*grid.reference.heuristics, *grid.reference.extra_heuristics):
-        lines.append([name, "", *(cell.get((name, "", n), "-") for n in grid.test_n)])
-    return head + common.md_table(["policy", "trained at", *(f"N = {n}" for n in grid.test_n)],
+        lines.append([name, "", *(cell.get((name, "", n), "-") for n in grid.tested())])
+    return head + common.md_table(["policy", "trained at", *(f"N = {n}" for n in grid.tested())],
                                   lines) + "\n"
