@@ -8,13 +8,15 @@ update and the 10 validation roll-outs), the greedy policy on the 40 test scenar
 sampled policy on 10 of them and on all 40 (the earlier protocol), and the reference heuristic
 on the 50 validation and test scenarios, once computed and once read from the reference cache
 (`DGPG_REFERENCE_CACHE`). Writes test_evaluation.md and
-test_evaluation.json next to this file, after every N.
+test_evaluation.json next to this file, after every N; rows of other N already there are kept,
+each with the date it was measured on, so the slow N = 10,000 can be measured on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 from pathlib import Path
@@ -29,15 +31,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def table(records: list[dict]) -> list[str]:
-    lines = ["| N | training episode (s) | greedy, 40 test (s) | sampled, 40 test (s) | "
+    lines = ["| N | measured | training episode (s) | greedy, 40 test (s) | sampled, 40 test (s) | "
              "sampled, 10 test (s) | reference, computed (s) | reference, cached (s) | "
              "test / episode: before | with the reference cached | and the sampled policy "
              "on 10 (now) | "
              "peak RSS (MB) | load average |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(
-            f"| {r['n_agents']} | {r['episode_seconds']:.2f} | {r['greedy_test_seconds']:.2f} | "
+            f"| {r['n_agents']} | {r.get('date', '')} | {r['episode_seconds']:.2f} | "
+            f"{r['greedy_test_seconds']:.2f} | "
             f"{r['sampled_all_test_seconds']:.2f} | {r['sampled_test_seconds']:.2f} | "
             f"{r['reference_cold_seconds']:.2f} | {r['reference_cached_seconds']:.3f} | "
             f"{r['ratio_before']:.1f} | {r['ratio_cached']:.1f} | **{r['ratio_after']:.1f}** | "
@@ -45,19 +48,26 @@ def table(records: list[dict]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, nargs="+", default=[200, 1500, 10000],
-                        help="N to measure (default: 200 1500 10000)")
-    args = parser.parse_args()
-    if any(n < 1 or n > 16383 for n in args.agents):
-        parser.error("--agents must be between 1 and 16383")
+def earlier_records(path: Path, replaced: list[int]) -> list[dict]:
+    """The rows of `path` (test_evaluation.json) for N not in `replaced`; none if it is missing
+    or unreadable."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(records, list):
+        return []
+    return [r for r in records if isinstance(r, dict) and r.get("n_agents") not in replaced]
+
+
+def header() -> list[str]:
+    """The Markdown file's title and the paragraph that says how its rows were measured."""
     device = jax.devices()[0]
-    head = [
+    return [
         "# Test evaluation against a training episode",
         "",
-        f"Produced by `python benchmarks/test_evaluation.py --agents "
-        f"{' '.join(map(str, args.agents))}` on {datetime.date.today()}: {device.platform} "
+        "Produced by `python benchmarks/test_evaluation.py --agents N ...` (one row per N, "
+        f"measured on the date given): {device.platform} "
         f"({device.device_kind}), {os.cpu_count()} CPU cores, Python "
         f"{platform.python_version()}, JAX {jax.__version__}. DG-PG, one seed, HeteroCloud "
         "defaults. A training episode is the roll-out and update in one compiled call plus the "
@@ -71,14 +81,30 @@ def main() -> None:
         "reference includes its compilation.",
         "",
     ]
-    records: list[dict] = []
+
+
+def write(records: list[dict]) -> None:
+    """test_evaluation.md and test_evaluation.json from `records` (one per N)."""
+    atomic.write_text(HERE / "test_evaluation.md", "\n".join(header() + table(records)) + "\n")
+    atomic.write_json(HERE / "test_evaluation.json", records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[200, 1500, 10000],
+                        help="N to measure (default: 200 1500 10000)")
+    args = parser.parse_args()
+    if any(n < 1 or n > 16383 for n in args.agents):
+        parser.error("--agents must be between 1 and 16383")
+    records = earlier_records(HERE / "test_evaluation.json", args.agents)
     with Progress() as progress:
         task = progress.add_task("test evaluation cost", total=len(args.agents))
         for n in args.agents:
             progress.update(task, description=f"N = {n}")
-            records.append(in_fresh_process("test", n_agents=n))
-            atomic.write_text(HERE / "test_evaluation.md", "\n".join(head + table(records)) + "\n")
-            atomic.write_json(HERE / "test_evaluation.json", records)
+            record = in_fresh_process("test", n_agents=n)
+            records = sorted([*records, {**record, "date": str(datetime.date.today())}],
+                             key=lambda r: r["n_agents"])
+            write(records)
             progress.advance(task)
     print((HERE / "test_evaluation.md").read_text())
 
