@@ -9,7 +9,8 @@ sampled policy on 10 of them and on all 40 (the earlier protocol), and the refer
 on the 50 validation and test scenarios, once computed and once read from the reference cache
 (`DGPG_REFERENCE_CACHE`). Writes test_evaluation.md and
 test_evaluation.json next to this file, after every N; rows of other N already there are kept,
-each with the date it was measured on, so the slow N = 10,000 can be measured on its own.
+each with the date and machine it was measured on, so the slow N = 10,000 can be measured on its
+own.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def table(records: list[dict]) -> list[str]:
-    lines = ["| N | measured | training episode (s) | greedy, 40 test (s) | sampled, 40 test (s) | "
-             "sampled, 10 test (s) | reference, computed (s) | reference, cached (s) | "
+    lines = ["| N | measured on | training episode (s) | greedy, 40 test (s) | "
+             "sampled, 40 test (s) | sampled, 10 test (s) | reference, computed (s) | "
+             "reference, cached (s) | "
              "test / episode: before | with the reference cached | and the sampled policy "
              "on 10 (now) | "
              "peak RSS (MB) | load average |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(
-            f"| {r['n_agents']} | {r.get('date', '')} | {r['episode_seconds']:.2f} | "
+            f"| {r['n_agents']} | {r.get('date', '')}, {r.get('machine', '')} | "
+            f"{r['episode_seconds']:.2f} | "
             f"{r['greedy_test_seconds']:.2f} | "
             f"{r['sampled_all_test_seconds']:.2f} | {r['sampled_test_seconds']:.2f} | "
             f"{r['reference_cold_seconds']:.2f} | {r['reference_cached_seconds']:.3f} | "
@@ -60,16 +63,20 @@ def earlier_records(path: Path, replaced: list[int]) -> list[dict]:
     return [r for r in records if isinstance(r, dict) and r.get("n_agents") not in replaced]
 
 
+def machine() -> str:
+    """This machine as a row of the table names it: device, CPU cores, Python and JAX."""
+    device = jax.devices()[0]
+    return (f"{device.platform} ({device.device_kind}), {os.cpu_count()} CPU cores, Python "
+            f"{platform.python_version()}, JAX {jax.__version__}")
+
+
 def header() -> list[str]:
     """The Markdown file's title and the paragraph that says how its rows were measured."""
-    device = jax.devices()[0]
     return [
         "# Test evaluation against a training episode",
         "",
-        "Produced by `python benchmarks/test_evaluation.py --agents N ...` (one row per N, "
-        f"measured on the date given): {device.platform} "
-        f"({device.device_kind}), {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}, JAX {jax.__version__}. DG-PG, one seed, HeteroCloud "
+        "Produced by `python benchmarks/test_evaluation.py --agents N ...`, one row per N, each "
+        "measured on the date and machine given. DG-PG, one seed, HeteroCloud "
         "defaults. A training episode is the roll-out and update in one compiled call plus the "
         "10 validation roll-outs. The test evaluation is what `dgpg train` does after the last "
         "episode: the greedy policy on the 40 test scenarios (compiled batches of 10, the "
@@ -102,7 +109,8 @@ def main() -> None:
         for n in args.agents:
             progress.update(task, description=f"N = {n}")
             record = in_fresh_process("test", n_agents=n)
-            records = sorted([*records, {**record, "date": str(datetime.date.today())}],
+            records = sorted([*records, {**record, "date": str(datetime.date.today()),
+                                          "machine": machine()}],
                              key=lambda r: r["n_agents"])
             write(records)
             progress.advance(task)
