@@ -8,7 +8,7 @@ import pytest
 from cli_harness import run_cli, snapshot
 from test_roads_assignment import braess_tntp
 
-from dgpg.domains.roads import experiment as roads
+from dgpg.experiments.roads import routing as roads
 
 BRAESS = roads.Network("Braess", 1, kind=roads.TNTP)
 GRID = roads.Grid(networks=(roads.Network("grid 2x2", 3, rows=2, cols=2), BRAESS),

@@ -23,6 +23,7 @@ def domains(
     """List the domains (built-in and installed plug-ins): models (default first), heuristics,
     reference, options and experiments; plug-ins that could not be loaded, with the reason."""
     from dgpg.domains import DomainError, get_spec, names, problems
+    from dgpg.experiments import domain_experiments
 
     if check is not None:
         from dgpg.cli.common import compilation_cache, spinner
@@ -54,7 +55,7 @@ def domains(
                      "models": list(spec.models), "heuristics": list(spec.heuristics),
                      "reference": spec.reference,
                      "options": [o.flag for o in spec.options],
-                     "experiments": list(spec.experiments)})
+                     "experiments": list(domain_experiments(name))})
     left_out = problems()
     if as_json:
         print(json.dumps({"domains": rows, "problems": left_out}, indent=2))

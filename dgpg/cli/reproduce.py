@@ -27,13 +27,6 @@ from dgpg.cli.common import (
 )
 
 
-def _experiment_domain(name: str) -> str | None:
-    """The domain whose folder holds experiment `name` (None: a shared experiment)."""
-    from dgpg.domains import get_spec, names
-
-    return next((d for d in names() if name in get_spec(d).experiments), None)
-
-
 def run_with_progress(name: str, out: Path, **options) -> float:
     """Run one experiment with a live bar (a log line per finished run and episode when stderr
     is not a terminal); returns its wall time in seconds."""
@@ -132,9 +125,9 @@ def reproduce(
 
         flag = ctx.args[0].partition("=")[0]
         owner = next(d for d in names() if get_spec(d).option(flag) is not None)
-        if name != "all" and _experiment_domain(name) != owner:
-            raise CLIError(f"{flag} applies to {', '.join(get_spec(owner).experiments)}, "
-                           f"not {name}")
+        if name != "all" and experiments.experiment_domain(name) != owner:
+            raise CLIError(f"{flag} applies to "
+                           f"{', '.join(experiments.domain_experiments(owner))}, not {name}")
         try:
             make_env_config(1, env, owner)
         except ValueError as e:
@@ -154,7 +147,7 @@ def reproduce(
         runs = out  # `all`: one runs/ folder shared by every figure
     for n in known if name == "all" else (name,):
         folder = output_dir(out / n) if name == "all" else out
-        given = env if _experiment_domain(n) == owner else {}
+        given = env if experiments.experiment_domain(n) == owner else {}
         seconds = run_with_progress(n, folder, runs=runs, quick=quick, seeds=seeds,
                                     backend=backend, address=address, workers=workers,
                                     grid=grid, **given)

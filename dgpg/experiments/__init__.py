@@ -1,18 +1,21 @@
 """The experiments of `dgpg reproduce`: the registry that names them and runs one.
 
-The paper's figures and studies live here (`fig2` ... `actors`); a domain's own experiments
-(the cloud's `fig1`, RoadNet's `roads`) live in its folder and are declared by its spec
-(`DomainSpec.experiments`). An experiment is a module with `run(out, quick=..., ...)` and, when
-it sweeps over N, grids `FULL` and `QUICK` whose N `--agents` picks from. This module imports no
-JAX and no domain.
+The paper's figures and studies live here (`fig2` ... `transfer`); a built-in domain's own
+experiments live in a subpackage named after it (`cloud/fig1.py`, `roads/routing.py`,
+`power/placement.py`), whose `__init__` declares `DOMAIN` and `EXPERIMENTS`; a plug-in declares
+its own in its spec (`DomainSpec.experiments`). An experiment is a module with
+`run(out, quick=..., ...)` and, when it sweeps over N, grids `FULL` and `QUICK` whose N
+`--agents` picks from. This module imports no JAX and no domain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
+import pkgutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,16 +29,38 @@ SHARED = ("fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash", "alignme
 which uses its winners)."""
 
 
+@functools.cache
+def _built_in() -> dict[str, dict[str, str]]:
+    """Domain -> {experiment name: module} of this package's per-domain subpackages."""
+    found: dict[str, dict[str, str]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg:
+            package = importlib.import_module(f"{__name__}.{info.name}")
+            found[package.DOMAIN] = dict(package.EXPERIMENTS)
+    return found
+
+
+def domain_experiments(domain: str) -> dict[str, str]:
+    """Domain `domain`'s own experiments (name -> module): those of its subpackage here, then
+    those its spec declares (a plug-in's)."""
+    return {**_built_in().get(domain, {}), **get_spec(domain).experiments}
+
+
+def experiment_domain(name: str) -> str | None:
+    """The domain whose own experiment `name` is (None: a shared experiment or none)."""
+    return next((d for d in names() if name in domain_experiments(d)), None)
+
+
 def registry() -> dict[str, str]:
     """Experiment name -> module: the default domain's own first, then the shared ones, then
     every other domain's."""
     found: dict[str, str] = {}
     domains = names()
     for domain in domains[:1]:
-        found.update(get_spec(domain).experiments)
+        found.update(domain_experiments(domain))
     found.update({name: f"{__name__}.{name}" for name in SHARED})
     for domain in domains[1:]:
-        for name, module in get_spec(domain).experiments.items():
+        for name, module in domain_experiments(domain).items():
             found.setdefault(name, module)
     return found
 
@@ -119,5 +144,5 @@ def record_timing(path: Path, entry: dict) -> None:
                                      "before it finished is not recorded"})
 
 
-__all__ = ["SHARED", "agent_counts", "grid_part", "module", "record_timing",
-           "registry", "run"]
+__all__ = ["SHARED", "agent_counts", "domain_experiments", "experiment_domain", "grid_part",
+           "module", "record_timing", "registry", "run"]

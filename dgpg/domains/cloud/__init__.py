@@ -31,5 +31,4 @@ SPEC = DomainSpec(
     },
     reference="best-fit-central",
     table_metrics=("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput"),
-    experiments={"fig1": f"{__name__}.fig1"},
 )

@@ -31,5 +31,4 @@ SPEC = DomainSpec(
         help="The grid: a PYPOWER case (case9, case14, case30, case39, case57, case118, "
              "case300) or a MATPOWER .m / JSON case file (default: case30; env.case)."),),
     sweep_key=f"{__name__}.config:sweep_key",
-    experiments={"power": f"{__name__}.experiment"},
 )

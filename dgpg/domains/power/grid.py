@@ -129,13 +129,6 @@ class Grid:
         """Fixed demand per bus at base load (B,) MW: load_mw + shunt_mw."""
         return self.load_mw + self.shunt_mw
 
-    def bus_index(self, bus_id: int) -> int:
-        """Index 0..B-1 of the bus numbered bus_id in the case."""
-        matches = np.flatnonzero(self.bus_ids == bus_id)
-        if matches.size == 0:
-            raise KeyError(f"{self.name} has no bus {bus_id}")
-        return int(matches[0])
-
     def __repr__(self) -> str:
         return (
             f"Grid(name={self.name!r}, n_buses={self.n_buses}, n_lines={self.n_lines}, "
@@ -373,13 +366,6 @@ def ptdf(grid: Grid) -> np.ndarray:
     return factors
 
 
-def gen_incidence(grid: Grid) -> np.ndarray:
-    """Bus-generator incidence (B, G): 1 where generator g sits at bus b."""
-    matrix = np.zeros((grid.n_buses, grid.n_gens))
-    matrix[grid.gen_bus, np.arange(grid.n_gens)] = 1.0
-    return matrix
-
-
 def line_flows(grid: Grid, dispatch_mw: np.ndarray, demand_mw: np.ndarray) -> np.ndarray:
     """DC line flows (L,) MW for generator outputs (G,) MW and bus demand (B,) MW; the slack
     bus absorbs any imbalance."""
@@ -395,7 +381,6 @@ def with_ratings(grid: Grid, ratings_mw: float | np.ndarray) -> Grid:
 
 LIMIT_HEADROOM = 1.5
 LIMIT_FLOOR_FRACTION = 0.3
-LIMIT_REFERENCES = ("proportional", "economic")
 
 
 def proportional_dispatch(grid: Grid, load_mw_total: float) -> np.ndarray:
@@ -411,7 +396,7 @@ def with_limits(
     grid: Grid,
     headroom: float = LIMIT_HEADROOM,
     floor_fraction: float = LIMIT_FLOOR_FRACTION,
-    reference: str = "proportional",
+    dispatch_mw: np.ndarray | None = None,
 ) -> Grid:
     """The grid with synthetic line ratings, for cases whose ratings are absent or placeholders
     (MATPOWER case118 and case300 rate every line at 9900 MW, which never binds).
@@ -429,9 +414,10 @@ def with_limits(
     (for the defaults 1.5 and 0.3: 15 binding lines on case118, 5 on case300). The floor keeps
     lightly loaded lines from ratings near zero.
 
-    reference="economic" uses the flows of the unconstrained economic dispatch instead; then any
-    headroom >= 1 leaves the base load uncongested (that dispatch stays feasible), and a
-    headroom < 1 is usually infeasible (flows on radial lines are fixed by the loads).
+    `dispatch_mw` (G,) MW at base load replaces the reference dispatch: with the unconstrained
+    economic dispatch (`dispatch.economic_dispatch`) any headroom >= 1 leaves the base load
+    uncongested (that dispatch stays feasible), and a headroom < 1 is usually infeasible (flows
+    on radial lines are fixed by the loads).
     """
     if not (np.isfinite(headroom) and headroom > 0):
         raise ValueError(f"headroom must be positive and finite, got {headroom!r}")
@@ -439,13 +425,11 @@ def with_limits(
         raise ValueError(f"floor_fraction must be positive and finite, got {floor_fraction!r}")
     demand = grid.demand_mw
     total = float(demand.sum())
-    if reference == "proportional":
+    if dispatch_mw is None:
         dispatch_mw = proportional_dispatch(grid, total)
-    elif reference == "economic":
-        from dgpg.domains.power.dispatch import economic_dispatch
-
-        dispatch_mw, _ = economic_dispatch(grid, total)
-    else:
-        raise ValueError(f"reference must be one of {LIMIT_REFERENCES}, got {reference!r}")
+    dispatch_mw = np.asarray(dispatch_mw, dtype=np.float64)
+    if dispatch_mw.shape != (grid.n_gens,):
+        raise ValueError(f"dispatch_mw must have one value per generator ({grid.n_gens}), got "
+                         f"shape {dispatch_mw.shape}")
     flows = np.abs(line_flows(grid, dispatch_mw, demand))
     return with_ratings(grid, np.maximum(headroom * flows, floor_fraction * flows.max()))

@@ -31,5 +31,4 @@ SPEC = DomainSpec(
         help="The TNTP network with files PATH_PREFIX_net.tntp and PATH_PREFIX_trips.tntp "
              "(default: the generated grid city; env.network)."),),
     sweep_key=f"{__name__}.config:sweep_key",
-    experiments={"roads": f"{__name__}.experiment", "roads-actors": f"{__name__}.actors"},
 )

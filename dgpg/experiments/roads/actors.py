@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from dgpg.config import overrides_json  # noqa: E402
-from dgpg.domains.roads.experiment import DOMAIN, TNTP, Network  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
+from dgpg.experiments.roads.routing import DOMAIN, TNTP, Network  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
