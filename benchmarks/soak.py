@@ -64,7 +64,7 @@ def make_chunk(config: EnvConfig, chunk: int):
         )
         state, reward, m = cloud.step(k_step, state, actions, config)
         state = jax.lax.cond(
-            cloud.is_done(state, config), lambda: cloud.reset(k_reset, config), lambda: state
+            state.t >= config.episode_steps, lambda: cloud.reset(k_reset, config), lambda: state
         )
         out = {k: m[k].astype(jnp.int32) for k in COUNTS}
         out["nonfinite"] = (~jnp.isfinite(reward)).astype(jnp.int32)

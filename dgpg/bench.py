@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgpg.config import make_env_config
-from dgpg.domains import domain_of
+from dgpg.domains import DEFAULT_DOMAIN, domain_of
 
 
 def default_batch(n_agents: int) -> int:
@@ -31,12 +31,13 @@ def default_batch(n_agents: int) -> int:
 
 def env_throughput(
     n_agents: int, batch: int | None = None, steps: int = 50, repeats: int = 3,
-    domain: str = "cloud", env: dict | None = None,
+    domain: str = DEFAULT_DOMAIN, env: dict | None = None,
 ) -> dict[str, float]:
     """Measure the compiled environment of `domain` (`env`: its configuration's fields other
     than N); returns a record with agent_steps_per_s."""
     config = make_env_config(n_agents, env or {}, domain)
     model = domain_of(config)
+    J, K = model.decision_shape(config)
     batch = default_batch(n_agents) if batch is None else batch
 
     def run(key):
@@ -45,9 +46,7 @@ def env_throughput(
 
         def one(state, k):
             k_a, k_s = jax.random.split(k)
-            actions = jax.random.randint(
-                k_a, (batch, n_agents, config.jobs_per_step), 0, config.n_candidates
-            )
+            actions = jax.random.randint(k_a, (batch, n_agents, J), 0, K)
             step_keys = jax.random.split(k_s, batch)
             state, reward, _ = jax.vmap(lambda kk, s, a: model.step(kk, s, a, config))(
                 step_keys, state, actions
@@ -118,7 +117,7 @@ class CompileLog:
 
 def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
                  measured_episodes: int | None = None,
-                 compile_cache: str | None = None, domain: str = "cloud",
+                 compile_cache: str | None = None, domain: str = DEFAULT_DOMAIN,
                  env: dict | None = None) -> dict[str, float]:
     """Wall time of `dgpg train` (one seed, `episodes` episodes) in a temporary folder, with
     compilation separated; the run stops before its final test evaluation.
@@ -186,7 +185,7 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float]:
 
 
 def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
-                  dense: bool = False, domain: str = "cloud",
+                  dense: bool = False, domain: str = DEFAULT_DOMAIN,
                   env: dict | None = None) -> dict[str, float]:
     """Seconds of one training episode of one seed, split into its parts, each compiled alone:
     the training roll-out, the update, the validation roll-outs (greedy, on the validation
@@ -220,9 +219,10 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     episode = jax.jit(jax.vmap(make_train_episode(tcfg, ecfg, dense)))
     c_ep, t_ep = _timed(episode, runners, repeats=repeats)
 
+    J, K = domain_of(ecfg).decision_shape(ecfg)
+
     def random_policy(key, state, config):
-        shape = (config.n_agents, config.jobs_per_step)
-        return jax.random.randint(key, shape, 0, config.n_candidates)
+        return jax.random.randint(key, (config.n_agents, J), 0, K)
 
     env_keys = jnp.stack([jax.random.key(int(s)) for s in (0, *VALIDATION_SEEDS)])
     env_only = jax.jit(jax.vmap(lambda k: jnp.sum(rollout(random_policy, k, ecfg)["reward"])))
@@ -243,7 +243,7 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     }
 
 
-def test_evaluation_cost(n_agents: int, algo: str = "dgpg", domain: str = "cloud",
+def test_evaluation_cost(n_agents: int, algo: str = "dgpg", domain: str = DEFAULT_DOMAIN,
                          repeats: int = 1) -> dict[str, float]:
     """Seconds of a run's test evaluation against one training episode, one seed, as `dgpg train`
     does them: the episode (roll-out and update in one compiled call, then the 10 validation

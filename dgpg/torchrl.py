@@ -46,7 +46,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from dgpg.domains import domain_of, get_domain
+from dgpg.domains import DEFAULT_DOMAIN, domain_of, get_domain
 from dgpg.domains.parallel import flat_observation, flat_state
 
 GROUP = "agents"
@@ -103,7 +103,7 @@ class DomainEnv(EnvBase):
 
     def __init__(
         self,
-        domain: str | Any = "cloud",
+        domain: str | Any = DEFAULT_DOMAIN,
         *,
         batch_size: Sequence[int] | torch.Size = (),
         seed: int | None = 0,
@@ -134,7 +134,7 @@ class DomainEnv(EnvBase):
         state = jax.eval_shape(lambda k: self.domain.reset(k, c), jax.random.key(0))
         obs = jax.eval_shape(lambda s: self.domain.observe(s, c), state)
         n, self.n_slots, self.n_candidates = (
-            c.n_agents, obs.jobs.shape[1], obs.candidates.shape[1])
+            c.n_agents, obs.slots.shape[1], obs.candidates.shape[1])
         self.n_dispatchers = n
         self.n_group = n * self.n_slots
         flat = jax.eval_shape(lambda s: flat_observation(s, c), state)

@@ -34,7 +34,6 @@ from dgpg import atomic, checkpoint
 from dgpg.config import (  # noqa: F401 (re-exported)
     DEFAULT_RUN,
     NO_MODEL,
-    OLD_SUMMARY_KEYS,
     ConfigError,
     RunConfig,
     RunError,
@@ -43,7 +42,6 @@ from dgpg.config import (  # noqa: F401 (re-exported)
     read_metric_rows,
     read_summary,
     saved_config,
-    upgrade_run_dict,
 )
 from dgpg.domains import EnvConfig, domain_of
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
@@ -64,9 +62,6 @@ def metric_columns(env_config: EnvConfig) -> tuple[str, ...]:
             "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm",
             "wall_seconds")
 
-
-METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
-"""The columns of a run of the default domain."""
 CONVERGENCE_WINDOW = 5
 CONVERGENCE_TOLERANCE = 0.10
 
@@ -298,12 +293,12 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
                 for i in range(run.seeds)]
     test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
     sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
-    domain = domain_of(ecfg)  # the reference heuristic (best-fit-central in the cloud)
+    domain = domain_of(ecfg)  # its reference heuristic, the line every run is compared with
     seeds = (*VALIDATION_SEEDS, *TEST_SEEDS)
-    bfc = reference_returns(ecfg, seeds, lambda: evaluate(
+    reference = reference_returns(ecfg, seeds, lambda: evaluate(
         domain.heuristics[domain.reference], ecfg, seeds)["return"])
-    bfc_val = mean_ci(bfc[:len(VALIDATION_SEEDS)])[0]
-    bfc_test = mean_ci(bfc[len(VALIDATION_SEEDS):])[0]
+    reference_val = mean_ci(reference[:len(VALIDATION_SEEDS)])[0]
+    reference_test = mean_ci(reference[len(VALIDATION_SEEDS):])[0]
     val_curve = np.array([
         np.mean([float(r["val_return"]) for r in rows if int(r["episode"]) == e])
         for e in range(1, run.episodes + 1)
@@ -323,14 +318,12 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
         "model": run.model,
         "domain": run.domain,
         "reference": domain.reference,
-        "episodes_to_converge": episodes_to_converge(val_curve, bfc_val),
-        "reference_val_return": bfc_val,
-        "reference_test_return": bfc_test,
+        "episodes_to_converge": episodes_to_converge(val_curve, reference_val),
+        "reference_val_return": reference_val,
+        "reference_test_return": reference_test,
         "wall_seconds": time.perf_counter() - t0,
         "per_seed": per_seed,
     }
-    if domain.reference == "best-fit-central":  # the summary keys named in the design, section 8
-        summary |= {old: summary[new] for old, new in OLD_SUMMARY_KEYS.items()}
     if not all(math.isfinite(v) for v in (test_mean, test_ci)):
         raise RunError("test evaluation produced a non-finite return")
     atomic.write_json(out / "summary.json", summary)

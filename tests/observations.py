@@ -16,7 +16,7 @@ def random_obs(key: jax.Array, lead: tuple[int, ...], p_job: float = 0.5) -> Obs
     kc, kj, kx, km = jax.random.split(key, 4)
     return Observation(
         candidates=jax.random.uniform(kc, (*lead, K, cloud.N_CANDIDATE_FEATURES)),
-        jobs=jax.random.uniform(kj, (*lead, J, cloud.N_JOB_FEATURES)),
+        slots=jax.random.uniform(kj, (*lead, J, cloud.N_JOB_FEATURES)),
         context=jax.random.uniform(kx, (*lead, cloud.N_CONTEXT_FEATURES)),
-        job_mask=jax.random.uniform(km, (*lead, J)) < p_job,
+        slot_mask=jax.random.uniform(km, (*lead, J)) < p_job,
     )

@@ -59,7 +59,7 @@ def test_mlp_reads_the_flattened_observation():
     obs = random_obs(jax.random.key(1), (3,))
     params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
     base = np.asarray(actor.apply(params, obs))
-    moved = Observation(obs.candidates, obs.jobs.at[0, 1].add(1.0), obs.context, obs.job_mask)
+    moved = Observation(obs.candidates, obs.slots.at[0, 1].add(1.0), obs.context, obs.slot_mask)
     after = np.asarray(actor.apply(params, moved))
     assert np.all(np.abs(after[0, 0] - base[0, 0]) > 0)
     np.testing.assert_array_equal(after[1:], base[1:])
@@ -70,7 +70,7 @@ def test_per_slot_scorers_compact_exactly(name):
     actor = make_actor(TrainConfig(actor=name, hidden=16), cloud.EnvConfig())
     obs = random_obs(jax.random.key(2), (20,), 0.3)
     params = jax.tree.map(lambda x: 20.0 * x, actor.init(jax.random.key(0), obs))
-    mask = np.asarray(obs.job_mask)
+    mask = np.asarray(obs.slot_mask)
     dense = np.asarray(actor.apply(params, obs))[mask]
     comp = np.asarray(occupied_logits(actor.apply, params, obs, 16))[mask]
     np.testing.assert_allclose(comp, dense, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,9 @@ from dgpg.domains import get_domain
 from dgpg.domains.cloud.env import EnvConfig
 from dgpg.domains.cloud.waterfill import waterfill
 from dgpg.learners.ppo import ALGORITHMS
-from dgpg.training import METRIC_COLUMNS, RunConfig
+from dgpg.training import DEFAULT_RUN, RunConfig, metric_columns
+
+METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
 
 CLI_SETTINGS = settings(max_examples=75, deadline=None,
                         suppress_health_check=[HealthCheck.function_scoped_fixture,

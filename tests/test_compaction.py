@@ -38,7 +38,7 @@ def test_compacted_logits_equal_dense(actor_and_params, lead, p_job, capacity):
     dense = np.asarray(actor.apply(params, obs))
     comp = np.asarray(jax.jit(lambda p, o: occupied_logits(actor.apply, p, o, capacity))(
         params, obs))
-    mask = np.asarray(obs.job_mask)
+    mask = np.asarray(obs.slot_mask)
     assert comp.shape == dense.shape
     np.testing.assert_allclose(comp[mask], dense[mask], rtol=1e-5, atol=1e-5)
     assert np.all(comp[~mask] == 0.0)
@@ -58,7 +58,7 @@ def test_compacted_gradient_equals_dense(actor_and_params, capacity):
 
     def loss(logits):
         logp = jax.nn.log_softmax(logits, axis=-1)
-        return jnp.sum(jnp.where(obs.job_mask[..., None], weights * logp + logits**2, 0.0))
+        return jnp.sum(jnp.where(obs.slot_mask[..., None], weights * logp + logits**2, 0.0))
 
     g_dense = jax.grad(lambda p: loss(actor.apply(p, obs)))(params)
     g_comp = jax.jit(jax.grad(lambda p: loss(occupied_logits(actor.apply, p, obs, capacity))))(
@@ -77,7 +77,7 @@ def test_compacted_under_vmap(actor_and_params):
     both = jax.vmap(lambda o: occupied_logits(actor.apply, params, o, 20))(obs)
     for i in range(2):
         one = jax.tree.map(lambda x, i=i: x[i], obs)
-        mask = np.asarray(one.job_mask)
+        mask = np.asarray(one.slot_mask)
         np.testing.assert_allclose(np.asarray(both[i])[mask],
                                    np.asarray(actor.apply(params, one))[mask], atol=1e-5)
 

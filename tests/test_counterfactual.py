@@ -161,5 +161,5 @@ def test_split_rollout_shares_the_world_and_changes_only_the_agent(cloud_rollout
     assert not np.array_equal(a.actions, twin.actions)
     other_world = cloud_rollout(4, 2)
     assert not np.array_equal(a.rewards, other_world.rewards)
-    assert a.actions.shape == (6, 1, a.obs.job_mask.shape[-1])
+    assert a.actions.shape == (6, 1, a.obs.slot_mask.shape[-1])
     assert a.rewards.shape == a.values.shape == (6,) and a.last_value.shape == ()

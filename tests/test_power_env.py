@@ -97,7 +97,7 @@ def test_check_domain_passes():
 def test_config_rules():
     grid = case_grid("case30")
     assert PowerConfig(n_agents=MAX_AGENTS_PER_BUS * grid.n_buses).n_agents == 120
-    assert SMALL.resolved_load_scale == 1.3 and SMALL.jobs_per_step == SMALL.blocks_per_step
+    assert SMALL.resolved_load_scale == 1.3
     assert PowerConfig(case="case118").resolved_load_scale == 0.6
     data = power_data(PowerConfig(n_agents=40))
     assert np.array_equal(data.candidates[:, 0], data.home) and np.all(data.hops[:, 0] == 0)

@@ -36,7 +36,9 @@ from dgpg import atomic, checkpoint, training
 from dgpg.checkpoint import CheckpointError
 from dgpg.domains.cloud.env import EnvConfig, shed_fraction
 from dgpg.learners.ppo import Runner, ValueNorm
-from dgpg.training import METRIC_COLUMNS, RunConfig, RunError
+from dgpg.training import DEFAULT_RUN, RunConfig, RunError, metric_columns
+
+METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
 
 DRIVER = Path(__file__).with_name("train_driver.py")
 SEEDS = (0, 1)

@@ -193,10 +193,10 @@ def test_observation_shapes_and_features(small_runs):
     obs, features, raw, (links, context) = _views(state)
     N, J, K = SMALL.n_agents, SMALL.jobs_per_step, SMALL.max_candidates
     assert obs.candidates.shape == (N, K, roads.N_CANDIDATE_FEATURES)
-    assert obs.jobs.shape == (N, J, roads.N_JOB_FEATURES)
+    assert obs.slots.shape == (N, J, roads.N_JOB_FEATURES)
     assert obs.context.shape == (N, roads.N_CONTEXT_FEATURES)
-    np.testing.assert_array_equal(obs.job_mask, state.mask)
-    np.testing.assert_array_equal(obs.jobs[..., 1], state.mask)
+    np.testing.assert_array_equal(obs.slot_mask, state.mask)
+    np.testing.assert_array_equal(obs.slots[..., 1], state.mask)
     cand = np.asarray(obs.candidates)
     assert np.all(cand[..., 0] >= cand[..., 1] - 1e-6)  # congested time >= free-flow time
     np.testing.assert_allclose(cand[:, 0, 1], 1.0, rtol=1e-6)  # path 0 is the shortest

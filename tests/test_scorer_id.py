@@ -78,7 +78,7 @@ def test_a_minibatch_of_some_agents_reads_their_own_offsets(dense):
     full = np.asarray(jax.vmap(lambda o: actor.apply(params, o))(obs))
     sub = jax.tree.map(lambda x: x[:, agents], obs)
     got = np.asarray(logits_of(params, sub, agents))
-    mask = np.asarray(sub.job_mask)
+    mask = np.asarray(sub.slot_mask)
     np.testing.assert_allclose(got[mask], full[:, np.asarray(agents)][mask], rtol=1e-5,
                                atol=1e-5)
 

@@ -27,19 +27,22 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from dgpg import checkpoint, training
 from dgpg.checkpoint import CheckpointError
+from dgpg.config import upgrade_run_dict
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS
 from dgpg.learners.ppo import TrainConfig
 from dgpg.training import (
     CONVERGENCE_WINDOW,
-    METRIC_COLUMNS,
+    DEFAULT_RUN,
     RunConfig,
     RunError,
     episodes_to_converge,
     load_actor,
     make_validator,
+    metric_columns,
     train,
-    upgrade_run_dict,
 )
+
+METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
 
 EPISODES = 4
 RUN = RunConfig(algo="dgpg", n_agents=2, episodes=EPISODES, seed=0, seeds=2, alpha=0.5)

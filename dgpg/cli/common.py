@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from dgpg.domains import DEFAULT_DOMAIN
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -124,7 +126,7 @@ def check_domain_name(domain: str | None) -> None:
             raise CLIError(str(e)) from None
 
 
-def domain_env(domain: str | None, extra: list[str], default: str | None = "cloud"
+def domain_env(domain: str | None, extra: list[str], default: str | None = DEFAULT_DOMAIN
                ) -> tuple[str | None, dict[str, Any]]:
     """The domain of --domain (`default` when not given) and the env fields set by its own
     options among `extra` (the command's unparsed arguments, e.g. `--network PREFIX`);

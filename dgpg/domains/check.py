@@ -6,7 +6,7 @@ or PettingZoo's `parallel_api_test`.
 
 Each rule is checked on a small configuration; the first one broken raises `DomainCheckError`
 (an AssertionError) whose message starts with the rule's name. It returns the names of the rules
-that passed. The rules: the configuration's contract, the shapes and dtypes of every function's
+that passed. The rules: the configuration's contract (J and K as the spec names them), the shapes and dtypes of every function's
 output, `jit` and `vmap` equal to eager, determinism under a key, `metrics["reward"]` equal to
 the reward, every model's reference with (N, J)-leading leaves and a guidance loss that is
 non-negative and zero where the model's own greedy choice is, the loss under `vmap` over steps
@@ -114,14 +114,21 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
     _require(obs.candidates.ndim == 3 and obs.candidates.shape[0] == N, rule,
              f"candidates must be (N, K, Fc), got {obs.candidates.shape}")
     K = obs.candidates.shape[1]
-    _require(obs.jobs.ndim == 3 and obs.jobs.shape[0] == N, rule,
-             f"jobs must be (N, J, Fj), got {obs.jobs.shape}")
-    J = obs.jobs.shape[1]
+    _require(obs.slots.ndim == 3 and obs.slots.shape[0] == N, rule,
+             f"slots must be (N, J, Fs), got {obs.slots.shape}")
+    J = obs.slots.shape[1]
     _require(obs.context.ndim == 2 and obs.context.shape[0] == N, rule,
              f"context must be (N, Fx), got {obs.context.shape}")
-    _require(obs.job_mask.shape == (N, J) and obs.job_mask.dtype == jnp.bool_, rule,
-             f"job_mask must be (N, J) bool, got {obs.job_mask.shape} {obs.job_mask.dtype}")
-    for name in ("candidates", "jobs", "context"):
+    _require(obs.slot_mask.shape == (N, J) and obs.slot_mask.dtype == jnp.bool_, rule,
+             f"slot_mask must be (N, J) bool, got {obs.slot_mask.shape} {obs.slot_mask.dtype}")
+    spec = domain.spec
+    for field, size, what in ((spec.slots_per_agent, J, "J (slots per agent)"),
+                              (spec.candidates_per_slot, K, "K (candidates per slot)")):
+        if field is not None:
+            declared = getattr(config, field, None)
+            _require(declared == size, rule, f"the spec names config.{field} as {what}, which "
+                                             f"is {declared!r}; the observation has {size}")
+    for name in ("candidates", "slots", "context"):
         x = getattr(obs, name)
         _require(x.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(x))), rule,
                  f"{name} must be finite float32, got {x.dtype}")

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dgpg.domains.spec import DomainError, DomainSpec, load_object
-
-
-def _default_slot_capacity(rows: int, config: Any) -> int:
-    return rows * config.jobs_per_step if hasattr(config, "jobs_per_step") else rows * 64
 
 
 def _default_episode_metrics(step_metrics: dict[str, Any]) -> dict[str, Any]:
@@ -59,10 +56,31 @@ class Domain:
     episode_metrics: Callable[[dict[str, Any]], dict[str, Any]] = _default_episode_metrics
     """One episode's per-step metrics (arrays (T,), `reward` among them) -> its summary metrics,
     `return` first (default: the summed reward, then every metric's mean)."""
-    slot_capacity: Callable[[int, Any], int] = _default_slot_capacity
+    slot_capacity: Callable[[int, Any], int] | None = None
     """`(rows, config) -> C`: decisions pending among `rows` agent-steps, bounded with a margin
-    (the compacted actor's buffer size; `dgpg.learners.compaction`). The default, every slot,
-    is always safe."""
+    (the compacted actor's buffer size; `dgpg.learners.compaction`). The default, every slot
+    (rows * J), is always safe."""
+
+    def __post_init__(self) -> None:
+        if self.slot_capacity is None:
+            object.__setattr__(self, "slot_capacity", self._every_slot)
+
+    def _every_slot(self, rows: int, config: Any) -> int:
+        return rows * self.decision_shape(config)[0]
+
+    def decision_shape(self, config: Any) -> tuple[int, int]:
+        """(J, K): the slots per agent and candidates per slot of `config`, from the fields the
+        spec names; a spec that names none (DeprecationWarning) has them read off the shape of
+        the observation (`jax.eval_shape`, nothing is computed)."""
+        spec = self.spec
+        if spec.slots_per_agent is not None and spec.candidates_per_slot is not None:
+            return (int(getattr(config, spec.slots_per_agent)),
+                    int(getattr(config, spec.candidates_per_slot)))
+        warnings.warn(f"domain {self.name}: its DomainSpec should name the configuration's "
+                      "fields of J and K (slots_per_agent=..., candidates_per_slot=...); they "
+                      "are read off the observation's shape until then", DeprecationWarning,
+                      stacklevel=2)
+        return _observed_shape(self, config)
 
     @property
     def name(self) -> str:
@@ -92,3 +110,20 @@ class Domain:
                               f"{', '.join(self.spec.models)}")
         return load_object(self.spec.models[name], f"model {name!r} of domain {self.name}")(
             config)
+
+
+_observed_shapes: dict[tuple[str, Any], tuple[int, int]] = {}
+
+
+def _observed_shape(domain: Domain, config: Any) -> tuple[int, int]:
+    """(J, K) read off the shape of the first observation of `config`."""
+    key = (domain.name, config)
+    if key not in _observed_shapes:
+        import jax
+
+        def observe_first(rng):
+            return domain.observe(domain.reset(rng, config), config)
+
+        obs = jax.eval_shape(observe_first, jax.random.key(0))
+        _observed_shapes[key] = (int(obs.slots.shape[-2]), int(obs.candidates.shape[-2]))
+    return _observed_shapes[key]

@@ -50,7 +50,7 @@ def flat_observation(state: Any, config: Any) -> jax.Array:
     obs = domain_of(config).observe(state, config)
     n = config.n_agents
     return jnp.concatenate(
-        [obs.candidates.reshape(n, -1), obs.jobs.reshape(n, -1), obs.context], axis=1
+        [obs.candidates.reshape(n, -1), obs.slots.reshape(n, -1), obs.context], axis=1
     ).astype(jnp.float32)
 
 
@@ -137,19 +137,20 @@ class DispatcherParallelEnv(pettingzoo.ParallelEnv):
         if self._state is None or not self.agents:
             raise RuntimeError("step() called before reset() or after the episode ended")
         c = self.config
+        J, K = domain_of(c).decision_shape(c)
         n_rows = len(self.possible_agents)
-        rows = np.zeros((n_rows, c.n_agents * c.jobs_per_step // n_rows), np.int32)
+        rows = np.zeros((n_rows, c.n_agents * J // n_rows), np.int32)
         for agent, action in actions.items():
             if agent not in self._index:
                 raise ValueError(f"unknown agent {agent!r}")
             arr = np.asarray(action)
             if not self._action_spaces[agent].contains(arr):
                 raise ValueError(f"action of {agent} must be {self.action_text} in "
-                                 f"[0, {c.n_candidates}), got {action!r}")
+                                 f"[0, {K}), got {action!r}")
             rows[self._index[agent]] = arr
 
         self._step_key, self._state, reward, metrics = self._step(
-            self._step_key, self._state, jnp.asarray(rows.reshape(c.n_agents, c.jobs_per_step)))
+            self._step_key, self._state, jnp.asarray(rows.reshape(c.n_agents, J)))
         reward, metrics, t = jax.device_get((reward, metrics, self._state.t))
 
         live = self.agents

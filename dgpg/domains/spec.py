@@ -1,7 +1,8 @@
 """`DomainSpec`: everything the command line, sweeps and figures know of a domain before JAX loads.
 
 A domain declares each of its names once, here: its analytical models (the default first), its
-heuristics, the reference heuristic, the metrics of `dgpg evaluate`'s table, its extra
+heuristics, the reference heuristic, the configuration's fields that hold the slots per agent
+(J) and candidates per slot (K), the metrics of `dgpg evaluate`'s table, its extra
 command-line options and domain-only experiments. Every implementation is named by an import
 path "module:attribute" and imported on first use, so that a spec is cheap to import and a bad
 name is refused in one line before any compilation. This module imports neither JAX nor a domain.
@@ -57,7 +58,9 @@ class DomainOption:
 @dataclasses.dataclass(frozen=True)
 class DomainSpec:
     """A domain's declaration (see the module docstring). Only `name`, `title`, `config`,
-    `domain`, `models`, `heuristics` and `reference` are required."""
+    `domain`, `models`, `heuristics` and `reference` are required; `slots_per_agent` and
+    `candidates_per_slot` are expected (a spec without them is read with a DeprecationWarning,
+    its J and K taken from the observation's shape)."""
 
     name: str
     """`--domain NAME`: lower case letters, digits and dashes."""
@@ -78,6 +81,11 @@ class DomainSpec:
     reference: str
     """The heuristic that every training run is compared with (the lower line of the figures);
     one of `heuristics`."""
+    slots_per_agent: str | None = None
+    """The configuration's field (or property) holding J, the decision slots per agent and
+    step; `check_domain` checks it against the observation."""
+    candidates_per_slot: str | None = None
+    """The configuration's field (or property) holding K, the candidates of each slot."""
     table_metrics: tuple[str, ...] = ("return",)
     """Episode metrics tabulated by `dgpg evaluate`, `return` first."""
     options: tuple[DomainOption, ...] = ()
@@ -86,7 +94,8 @@ class DomainSpec:
     """"module:function" mapping a run's env overrides (a dict) to those that name it in a
     sweep's folder key, e.g. a network file as its digest rather than its path (None: as given)."""
     experiments: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """Domain-only experiments of `dgpg reproduce`: name -> module with `run(out, quick=...)`."""
+    """A plug-in's own experiments of `dgpg reproduce`: name -> module with
+    `run(out, quick=...)` (the built-in domains' live in `dgpg.experiments`)."""
     summary: str = ""
     """One line for `dgpg domains` and `--help`."""
 
@@ -112,6 +121,11 @@ class DomainSpec:
         object.__setattr__(self, "table_metrics", tuple(self.table_metrics))
         if not self.table_metrics or self.table_metrics[0] != "return":
             raise DomainError(f"domain {name}: table_metrics must start with 'return'")
+        for field in ("slots_per_agent", "candidates_per_slot"):
+            value = getattr(self, field)
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise DomainError(f"domain {name}: {field} must name a field of its "
+                                  f"configuration, got {value!r:.40}")
         object.__setattr__(self, "options", tuple(self.options))
         flags = [o.flag for o in self.options]
         if len(set(flags)) != len(flags) or not all(f.startswith("--") for f in flags):

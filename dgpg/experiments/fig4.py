@@ -38,14 +38,14 @@ import numpy as np  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
 from dgpg.config import overrides_json, parse_overrides  # noqa: E402
-from dgpg.domains import get_spec  # noqa: E402
+from dgpg.domains import DEFAULT_DOMAIN, get_spec  # noqa: E402
 from dgpg.experiments import common, sweep  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
 from dgpg.learners.config import TUNED_AT_SCALE  # noqa: E402
 
 LEARNERS = ("dgpg", "mappo", "ippo")
 SCENARIOS = ("test", "validation")
-HEURISTIC_NAMES = tuple(h for h in get_spec("cloud").heuristics if h != "model-greedy")
+HEURISTIC_NAMES = tuple(h for h in get_spec(DEFAULT_DOMAIN).heuristics if h != "model-greedy")
 """The cloud's heuristics but model-greedy, which figure 4 evaluates as a task of its own."""
 
 
@@ -113,7 +113,7 @@ class HeuristicSpec:
     """Same meaning as RunSpec.overrides (only the 'env' part is used)."""
     scenarios: str = "test"
     """test or validation."""
-    domain: str = "cloud"
+    domain: str = DEFAULT_DOMAIN
     """The environment (`dgpg.domains`); `heuristics` are its names."""
 
     def __post_init__(self) -> None:
@@ -127,7 +127,7 @@ class HeuristicSpec:
         overrides = sweep.canonical_overrides(self.overrides, self.domain)  # e.g. a network
         digest = hashlib.sha256(f"{names}|{overrides}".encode()).hexdigest()[:8]
         prefix = "heuristics" if self.scenarios == "test" else f"{self.scenarios}_heuristics"
-        suffix = "" if self.domain == "cloud" else f"_{self.domain}"  # cloud keys predate it
+        suffix = "" if self.domain == DEFAULT_DOMAIN else f"_{self.domain}"  # keys predate it
         return f"{prefix}_n{self.n_agents}_{digest}{suffix}"
 
     def result(self, folder: Path) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from dgpg import atomic
 from dgpg.config import overrides_json, parse_overrides  # noqa: F401 (re-exported)
-from dgpg.domains import registered_specs
+from dgpg.domains import DEFAULT_DOMAIN, registered_specs
 
 BACKENDS = ("local", "ray")
 RUNS = "runs"
@@ -115,14 +115,14 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
 # --------------------------------------------------------------------------- training task
 
 
-def env_config(n_agents: int, overrides: str = "", domain: str = "cloud"):
+def env_config(n_agents: int, overrides: str = "", domain: str = DEFAULT_DOMAIN):
     """The environment configuration a run with these overrides trains and is evaluated on."""
     from dgpg.config import make_env_config
 
     return make_env_config(n_agents, parse_overrides(overrides)["env"], domain)
 
 
-def canonical_overrides(overrides: str, domain: str = "cloud") -> str:
+def canonical_overrides(overrides: str, domain: str = DEFAULT_DOMAIN) -> str:
     """The overrides as task keys see them: the env overrides as the domain's `sweep_key` names
     them (RoadNet: a TNTP network as its file name and digest, not its path, so that the same
     run has the same key wherever the files lie); the others unchanged."""
@@ -136,7 +136,7 @@ def canonical_overrides(overrides: str, domain: str = "cloud") -> str:
     return overrides_json(**data)
 
 
-def overrides_digest(overrides: str, domain: str = "cloud") -> str:
+def overrides_digest(overrides: str, domain: str = DEFAULT_DOMAIN) -> str:
     """8 hex digits that name a run's overrides in its key (`canonical_overrides`)."""
     return hashlib.sha256(canonical_overrides(overrides, domain).encode()).hexdigest()[:8]
 
@@ -157,7 +157,7 @@ class RunSpec:
     """JSON of TrainConfig ('train') and EnvConfig ('env') field overrides; '' = defaults."""
     model: str = "aligned"
     """DG-PG's analytical model; "none" for MAPPO and IPPO."""
-    domain: str = "cloud"
+    domain: str = DEFAULT_DOMAIN
     """The environment (`dgpg.domains`)."""
 
     def __post_init__(self) -> None:
@@ -178,7 +178,7 @@ class RunSpec:
             key += "_" + overrides_digest(self.overrides, self.domain)
         if self.model not in ("fluid", "none"):  # runs of the fluid model predate the option
             key += f"_{self.model}"
-        if self.domain != "cloud":  # cloud runs predate the option
+        if self.domain != DEFAULT_DOMAIN:  # the default domain's runs predate the option
             key += f"_{self.domain}"
         return key
 
@@ -198,7 +198,7 @@ class RunSpec:
         summary = read_summary(folder / "summary.json")
         expected = {"algo": self.algo, "n_agents": self.n_agents, "episodes": self.episodes,
                     "seeds": self.seeds}
-        if self.domain != "cloud":
+        if self.domain != DEFAULT_DOMAIN:
             expected["domain"] = self.domain
         if not isinstance(summary, dict) or any(summary.get(k) != v for k, v in expected.items()):
             return None

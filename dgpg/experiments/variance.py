@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
+from dgpg.domains import DEFAULT_DOMAIN  # noqa: E402
 from dgpg.experiments import common  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -210,7 +211,8 @@ class GradientSpec:
 
         folder.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(algo="dgpg", hidden=self.hidden, model=self.model)
-        env = make_env_config(self.n_agents, {"episode_steps": self.horizon}, "cloud")
+        env = make_env_config(self.n_agents, {"episode_steps": self.horizon},
+                              DEFAULT_DOMAIN)
         runner = jax.jit(init_runner, static_argnums=(1, 2))(jax.random.key(self.seed), config,
                                                              env)
         sample = gradient_sampler(config, env)

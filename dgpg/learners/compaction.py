@@ -30,8 +30,8 @@ Scorer = Callable[[Any, Observation], jax.Array]
 
 def _flatten(obs: Observation) -> tuple[Observation, tuple[int, ...]]:
     """Leading axes merged into one agent axis R: candidates (R, K, Fc), jobs (R, J, Fj),
-    context (R, Fx), job_mask (R, J); also returns the leading shape."""
-    lead = obs.job_mask.shape[:-1]
+    context (R, Fx), slot_mask (R, J); also returns the leading shape."""
+    lead = obs.slot_mask.shape[:-1]
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[len(lead):]), obs)
     return flat, lead
 
@@ -40,8 +40,8 @@ def _buffer(flat: Observation, rank: jax.Array, chunk: jax.Array, capacity: int)
     """The `chunk`-th buffer of occupied slots: an Observation of `capacity` one-job agents
     (candidates (P, K, Fc), jobs (P, 1, Fj), context (P, Fx)), the flat slot index of each
     entry (P,) and whether the entry holds a job (P,)."""
-    R, J = flat.job_mask.shape
-    mask = flat.job_mask.reshape(R * J)
+    R, J = flat.slot_mask.shape
+    mask = flat.slot_mask.reshape(R * J)
     pos = jnp.where(mask & (rank // capacity == chunk), rank % capacity, capacity)
     slot = jnp.zeros(capacity, jnp.int32).at[pos].set(jnp.arange(R * J, dtype=jnp.int32),
                                                       mode="drop")
@@ -49,16 +49,16 @@ def _buffer(flat: Observation, rank: jax.Array, chunk: jax.Array, capacity: int)
     agent = slot // J
     buf = Observation(
         candidates=flat.candidates[agent],
-        jobs=flat.jobs.reshape(R * J, 1, -1)[slot],
+        slots=flat.slots.reshape(R * J, 1, -1)[slot],
         context=flat.context[agent],
-        job_mask=valid[:, None],
+        slot_mask=valid[:, None],
     )
     return buf, slot, valid
 
 
 def _chunks(flat: Observation, capacity: int) -> tuple[jax.Array, jax.Array]:
     """Rank of every slot among the occupied ones (R * J,) and the number of buffers needed."""
-    mask = flat.job_mask.reshape(-1)
+    mask = flat.slot_mask.reshape(-1)
     rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
     count = jnp.sum(mask.astype(jnp.int32))
     return rank, (count + capacity - 1) // capacity
@@ -66,7 +66,7 @@ def _chunks(flat: Observation, capacity: int) -> tuple[jax.Array, jax.Array]:
 
 def _forward(scorer: Scorer, capacity: int, params: Any, obs: Observation) -> jax.Array:
     flat, lead = _flatten(obs)
-    R, J = flat.job_mask.shape
+    R, J = flat.slot_mask.shape
     K = flat.candidates.shape[1]
     rank, n_chunks = _chunks(flat, capacity)
 
@@ -95,7 +95,7 @@ def _occupied_bwd(scorer, capacity, residuals, g):
     the observation is data, with zero cotangent."""
     params, obs = residuals
     flat, _ = _flatten(obs)
-    R, J = flat.job_mask.shape
+    R, J = flat.slot_mask.shape
     g = g.reshape(R * J, -1)
     rank, n_chunks = _chunks(flat, capacity)
 

@@ -162,7 +162,7 @@ def agent_gradients(config: TrainConfig, env_config: EnvConfig, agent: int = 0):
         def log_prob(actor_params):  # (T,) log pi of the agent's actions, present jobs only
             logp_a = jnp.take_along_axis(log_probs(actor_params), traj.actions[..., None],
                                          axis=-1)[..., 0]
-            return jnp.sum(jnp.where(traj.obs.job_mask, logp_a, 0.0), axis=(1, 2))
+            return jnp.sum(jnp.where(traj.obs.slot_mask, logp_a, 0.0), axis=(1, 2))
 
         pg, counterfactual = score_gradients(log_prob, params["actor"],
                                              jnp.stack([adv, adv - adv_cf]))

@@ -52,9 +52,9 @@ class MLPActor(nn.Module):
     @nn.compact
     def __call__(self, obs: Observation) -> jax.Array:
         *lead, K, Fc = obs.candidates.shape
-        J, Fj = obs.jobs.shape[-2:]
+        J, Fj = obs.slots.shape[-2:]
         x = jnp.concatenate(
-            [obs.candidates.reshape(*lead, K * Fc), obs.jobs.reshape(*lead, J * Fj), obs.context],
+            [obs.candidates.reshape(*lead, K * Fc), obs.slots.reshape(*lead, J * Fj), obs.context],
             axis=-1,
         )
         x = nn.tanh(nn.Dense(self.hidden)(x))
@@ -101,7 +101,7 @@ class IdActor(nn.Module):
 
     def __call__(self, obs: Observation, agents: jax.Array | None = None) -> jax.Array:
         if agents is None:
-            agents = jnp.arange(obs.job_mask.shape[-2])
+            agents = jnp.arange(obs.slot_mask.shape[-2])
         return self.score(obs) + self.agent_offsets(agents)
 
 
@@ -114,7 +114,7 @@ def make_actor(config, env_config) -> nn.Module:
     if config.actor == "scorer-id":
         obs = jax.eval_shape(lambda: _observation(env_config))
         n, k = obs.candidates.shape[-3:-1]
-        return IdActor(features, n, obs.jobs.shape[-2], k, config.hidden, config.id_scale,
+        return IdActor(features, n, obs.slots.shape[-2], k, config.hidden, config.id_scale,
                        config.id_per_slot)
     return Actor(features, config.hidden, derived=config.actor != "scorer-raw")
 
@@ -148,8 +148,8 @@ class LocalCritic(nn.Module):
     def __call__(self, obs: Observation) -> jax.Array:
         c = nn.tanh(nn.Dense(self.hidden)(obs.candidates))  # (..., N, K, H)
         c = nn.tanh(nn.Dense(self.hidden)(c))
-        j = nn.tanh(nn.Dense(self.hidden)(obs.jobs))  # (..., N, J, H)
-        mask = obs.job_mask[..., None].astype(j.dtype)
+        j = nn.tanh(nn.Dense(self.hidden)(obs.slots))  # (..., N, J, H)
+        mask = obs.slot_mask[..., None].astype(j.dtype)
         j_pool = jnp.sum(j * mask, axis=-2) / jnp.maximum(jnp.sum(mask, axis=-2), 1.0)
         pooled = jnp.concatenate(
             [jnp.mean(c, axis=-2), jnp.max(c, axis=-2), j_pool, obs.context], axis=-1

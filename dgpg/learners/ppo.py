@@ -202,7 +202,7 @@ def actor_logits(actor: nn.Module, env_config: EnvConfig, rows: int, dense: bool
 
         def id_logits(params, obs, agents=None):
             if agents is None:
-                agents = jnp.arange(obs.job_mask.shape[-2])
+                agents = jnp.arange(obs.slot_mask.shape[-2])
             return score(params, obs) + actor.apply(params, agents, method="agent_offsets")
 
         return id_logits
@@ -286,7 +286,7 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
 
     def loss(params, batch):
         traj: Trajectory = batch["traj"]
-        mask = traj.obs.job_mask  # (B, A, J)
+        mask = traj.obs.slot_mask  # (B, A, J)
         logits = logits_of(params["actor"], traj.obs, batch["agents"])  # (B, A, J, K)
         logp_all = jax.nn.log_softmax(logits, axis=-1)
         log_probs = jnp.take_along_axis(logp_all, traj.actions[..., None], axis=-1)[..., 0]

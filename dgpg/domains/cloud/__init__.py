@@ -29,6 +29,8 @@ SPEC = DomainSpec(
         "analytical": f"{__name__}.heuristics:analytical",
         "model-greedy": f"{__name__}.heuristics:model_greedy",
     },
+    slots_per_agent="jobs_per_step",
+    candidates_per_slot="n_candidates",
     reference="best-fit-central",
     table_metrics=("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput"),
 )

@@ -17,7 +17,7 @@ from dgpg.domains.cloud.parameters import GENERATIONS, MAX_RATE_MULTIPLIER
 
 # Mean arrivals per agent per step (lambda_bar). Calibrated so that under the `analytical` policy
 # the cluster's mean CPU utilisation is about 0.6 over a tidal period and about 0.9 at the peak;
-# see README "Calibration" and `dgpg.envs.calibration`.
+# see docs/guides/cloud.md, "Calibration", and `dgpg.experiments.cloud.calibration`.
 LAMBDA_BAR = 1.0
 
 INT32_MAX = 2**31 - 1

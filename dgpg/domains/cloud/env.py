@@ -390,19 +390,15 @@ def observe(state: EnvState, config: EnvConfig) -> Observation:
     context = context_features(state, config)
     return Observation(
         candidates=servers[state.scenario.candidates],
-        jobs=job_features(state.jobs),
+        slots=job_features(state.jobs),
         context=jnp.broadcast_to(context, (config.n_agents, N_CONTEXT_FEATURES)),
-        job_mask=state.jobs.mask,
+        slot_mask=state.jobs.mask,
     )
 
 
 def global_state(state: EnvState, config: EnvConfig) -> tuple[jax.Array, jax.Array]:
     """Centralised critic input: all servers' features (M, F) and the context (F_x,)."""
     return server_features(state, config), context_features(state, config)
-
-
-def is_done(state: EnvState, config: EnvConfig) -> jax.Array:
-    return state.t >= config.episode_steps
 
 
 # --------------------------------------------------------------------------- the actor's input

@@ -24,6 +24,8 @@ SPEC = DomainSpec(
         "model-greedy": f"{__name__}.heuristics:model_greedy",
         "central-optimum": f"{__name__}.heuristics:central_optimum",
     },
+    slots_per_agent="blocks_per_step",
+    candidates_per_slot="n_candidates",
     reference="central-optimum",
     table_metrics=("return", "gen_cost", "violation_mw", "unserved_mw", "binding_lines"),
     options=(DomainOption(

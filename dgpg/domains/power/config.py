@@ -154,11 +154,6 @@ class PowerConfig:
             return float(self.load_scale)
         return default_load_scale(self.case, self.flex_share)
 
-    @property
-    def jobs_per_step(self) -> int:
-        """J, as the learners and the PettingZoo base class name it."""
-        return self.blocks_per_step
-
 
 # --------------------------------------------------------------------------- the case
 

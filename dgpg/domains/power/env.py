@@ -430,10 +430,6 @@ def step(key: jax.Array, state: PowerState, actions: jax.Array, config: PowerCon
     return new_state, reward, metrics
 
 
-def is_done(state: PowerState, config: PowerConfig) -> jax.Array:
-    return state.t >= config.episode_steps
-
-
 # --------------------------------------------------------------------------- observations
 
 
@@ -474,8 +470,8 @@ def observe(state: PowerState, config: PowerConfig) -> Observation:
     context = jnp.concatenate(
         [jnp.broadcast_to(_time_of_day(state, config), (N, 2)), own[:, None],
          jnp.broadcast_to(levels[2], (N, 1)), jnp.broadcast_to(levels[0], (N, 1))], axis=-1)
-    return Observation(candidates=candidates.astype(jnp.float32), jobs=jobs.astype(jnp.float32),
-                       context=context.astype(jnp.float32), job_mask=state.mask)
+    return Observation(candidates=candidates.astype(jnp.float32), slots=jobs.astype(jnp.float32),
+                       context=context.astype(jnp.float32), slot_mask=state.mask)
 
 
 @functools.partial(jax.jit, static_argnames="config")

@@ -24,6 +24,8 @@ SPEC = DomainSpec(
         "so-sample": f"{__name__}.heuristics:so_sample",
         "model-greedy": f"{__name__}.heuristics:model_greedy",
     },
+    slots_per_agent="jobs_per_step",
+    candidates_per_slot="n_candidates",
     reference="so-sample",
     table_metrics=("return", "mean_travel_time", "so_ratio", "gap", "overload"),
     options=(DomainOption(

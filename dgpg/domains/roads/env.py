@@ -339,10 +339,6 @@ def step(
     return new_state, reward, metrics
 
 
-def is_done(state: RoadState, config: RoadConfig) -> jax.Array:
-    return state.t >= config.episode_steps
-
-
 # --------------------------------------------------------------------------- observations
 
 
@@ -400,8 +396,8 @@ def observe(state: RoadState, config: RoadConfig) -> Observation:
          (state.demand / base)[:, None],
          jnp.broadcast_to(_demand_level(state, config), (N, 1))], axis=-1,
     )
-    return Observation(candidates=candidates.astype(jnp.float32), jobs=jobs.astype(jnp.float32),
-                       context=context.astype(jnp.float32), job_mask=state.mask)
+    return Observation(candidates=candidates.astype(jnp.float32), slots=jobs.astype(jnp.float32),
+                       context=context.astype(jnp.float32), slot_mask=state.mask)
 
 
 def global_state(state: RoadState, config: RoadConfig) -> tuple[jax.Array, jax.Array]:
