@@ -43,7 +43,7 @@ from dgpg.config import (  # noqa: F401 (re-exported)
     read_summary,
     saved_config,
 )
-from dgpg.domains import EnvConfig, domain_of
+from dgpg.domains import DEFAULT_DOMAIN, DomainError, EnvConfig, domain_of, get_spec
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.ppo import (
@@ -336,11 +336,19 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
     if path.is_dir():
         path = path / "checkpoints" / "best.ckpt"
     meta, state = checkpoint.read(path)
+    stored = meta.get("config", {}).get("run") if isinstance(meta.get("config"), dict) else None
+    domain = stored.get("domain", DEFAULT_DOMAIN) if isinstance(stored, dict) else None
+    if isinstance(domain, str):
+        try:
+            get_spec(domain)
+        except DomainError as e:  # the plug-in is missing or broken, not the checkpoint
+            raise checkpoint.CheckpointError(f"checkpoint {path} was trained in the domain "
+                                             f"{domain!r}, which cannot be loaded: {e}") from None
     try:
-        run = RunConfig.from_dict(meta["config"]["run"])
-    except (KeyError, TypeError, ValueError):
-        raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration") \
-            from None
+        run = RunConfig.from_dict(stored)
+    except (TypeError, ValueError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration "
+                                         f"({e})") from None
     tcfg = run.train_config()
     template_env = run.env_config()  # the mlp actor's input size depends on K (and so on N)
     keys = jnp.stack([jax.random.key(i) for i in range(run.seeds)])

@@ -126,6 +126,18 @@ def check_domain_name(domain: str | None) -> None:
             raise CLIError(str(e)) from None
 
 
+def check_contract(env_config: Any) -> None:
+    """Refuse, in one line (exit 2), a domain that breaks the cheap rules of its contract
+    (`dgpg.domains.check_contract`: imports, shapes, a scalar reward), before anything
+    compiles."""
+    from dgpg.domains import DomainCheckError, DomainError, check_contract, domain_of
+
+    try:
+        check_contract(domain_of(env_config), env_config)
+    except (DomainCheckError, DomainError) as e:
+        raise CLIError(f"{e} (`dgpg domains --check NAME` runs every rule)") from None
+
+
 def domain_env(domain: str | None, extra: list[str], default: str | None = DEFAULT_DOMAIN
                ) -> tuple[str | None, dict[str, Any]]:
     """The domain of --domain (`default` when not given) and the env fields set by its own

@@ -14,6 +14,7 @@ from rich.table import Table
 from dgpg.cli.common import (
     CLIError,
     DomainOption,
+    check_contract,
     compilation_cache,
     console,
     domain_env,
@@ -160,6 +161,7 @@ def evaluate(
                                      env_flags | env_sets, domain)
         except (ValueError, TypeError) as e:
             raise CLIError(str(e)) from None
+        check_contract(config)
 
     compilation_cache()
     from dgpg.checkpoint import CheckpointError
@@ -182,6 +184,7 @@ def evaluate(
                            f"trained in the {run.domain} domain; leave --domain out")
         domain, spec, config = run.domain, get_spec(run.domain), run.env_config()
         config = _moved(tcfg, run, config, agents, env_sets)  # train small, deploy large
+        check_contract(config)
         if every:
             names = list(spec.heuristics)
         if unknown := [name for name in names if name not in spec.heuristics]:

@@ -17,6 +17,7 @@ from rich.progress import (
 
 from dgpg.cli.common import (
     CLIError,
+    check_contract,
     check_output_dir,
     console,
     domain_env,
@@ -138,6 +139,12 @@ def reproduce(
             grid = experiments.grid_part(name, quick, parse_agents(agents))
         except ValueError as e:
             raise CLIError(str(e)) from None
+    from dgpg.config import make_env_config
+    from dgpg.domains import DEFAULT_DOMAIN
+
+    for d in dict.fromkeys(experiments.experiment_domain(n) or DEFAULT_DOMAIN
+                           for n in (known if name == "all" else (name,))):
+        check_contract(make_env_config(3, env if d == owner else {}, d))
     if runs is not None:
         check_output_dir(runs)
     out = output_dir(out)

@@ -14,6 +14,7 @@ from rich.table import Table
 from dgpg.cli.common import (
     CLIError,
     DomainOption,
+    check_contract,
     compilation_cache,
     console,
     domain_env,
@@ -171,6 +172,7 @@ def train(
     run = run_config(out, resume, config_file, flags, set_ or [], train_flags, env_flags)
     if named:
         out = unique_run_folder(run)
+    check_contract(run.env_config())
     out = output_dir(out)
 
     compilation_cache()

@@ -187,11 +187,11 @@ def domain_of(env_config: Any) -> Domain:
     return get_domain(domain_name_of(env_config))
 
 
-def __getattr__(name: str) -> Any:  # check_domain imports JAX: only when asked for
-    if name == "check_domain":
-        from dgpg.domains.check import check_domain
+def __getattr__(name: str) -> Any:  # the checks import JAX: only when asked for
+    if name in ("check_domain", "check_contract", "DomainCheckError"):
+        from dgpg.domains import check
 
-        return check_domain
+        return getattr(check, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -199,10 +199,12 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "ENTRY_POINT_GROUP",
     "Domain",
+    "DomainCheckError",
     "DomainError",
     "DomainOption",
     "DomainSpec",
     "EnvConfig",
+    "check_contract",
     "check_domain",
     "domain_name_of",
     "domain_of",

@@ -6,12 +6,14 @@ or PettingZoo's `parallel_api_test`.
 
 Each rule is checked on a small configuration; the first one broken raises `DomainCheckError`
 (an AssertionError) whose message starts with the rule's name. It returns the names of the rules
-that passed. The rules: the configuration's contract (J and K as the spec names them), the shapes and dtypes of every function's
-output, `jit` and `vmap` equal to eager, determinism under a key, `metrics["reward"]` equal to
-the reward, every model's reference with (N, J)-leading leaves and a guidance loss that is
-non-negative and zero where the model's own greedy choice is, the loss under `vmap` over steps
-with a subsample of agents (what the update does), the heuristics' actions in range, the
-episode metrics and the compacted actor's buffer size.
+that passed. The rules: the configuration's contract (J and K as the spec names them), the
+shapes and dtypes of every function's output, `jit` and `vmap` equal to eager, determinism under
+a key, `metrics["reward"]` equal to the reward, every model's reference with (N, J)-leading
+leaves and a guidance loss that is non-negative and zero where the model's own greedy choice is,
+the loss under `vmap` over steps with a subsample of agents (what the update does), the
+heuristics' actions in range, the episode metrics and the compacted actor's buffer size.
+`check_contract(domain, config)` runs the cheap ones (imports and shapes, traced, not compiled)
+that the command line runs before any compilation.
 """
 
 from __future__ import annotations
@@ -59,6 +61,80 @@ def _same_layout(a: Any, b: Any, rule: str, what: str) -> None:
         _require(jnp.shape(x) == jnp.shape(y) and jnp.result_type(x) == jnp.result_type(y),
                  rule, f"{what}: a leaf changed from {jnp.shape(y)} {jnp.result_type(y)} to "
                        f"{jnp.shape(x)} {jnp.result_type(x)}")
+
+
+def check_contract(domain: Domain, config: Any) -> None:
+    """The cheap rules of the contract, checked before anything compiles (`dgpg train`,
+    `evaluate` and `reproduce` run them): every heuristic and model importable, and the shapes
+    and dtypes of `reset`, `observe` and `step` by `jax.eval_shape` (traced, not compiled): an
+    `Observation` of (N, K, Fc), (N, J, Fs), (N, Fx) float32 and an (N, J) bool mask, J and K
+    as the spec names them, a scalar float reward, scalar metrics and a next state of the same
+    layout. Raises DomainCheckError (one line, naming the domain and the rule)."""
+    from dgpg.domains.spec import DomainError, load_object
+
+    name = domain.name
+
+    def require(condition: Any, rule: str, detail: str) -> None:
+        _require(condition, f"domain {name}: {rule}", detail)
+
+    try:
+        domain.heuristics  # noqa: B018 (imports every heuristic)
+        for model, path in domain.spec.models.items():
+            load_object(path, f"model {model!r} of domain {name}")
+    except DomainError as e:
+        raise DomainCheckError(f"domain {name}: {e}") from None
+    N = config.n_agents
+    key = jax.random.key(0)
+    try:
+        state = jax.eval_shape(lambda k: domain.reset(k, config), key)
+        obs = jax.eval_shape(lambda s: domain.observe(s, config), state)
+    except Exception as e:  # a plug-in's own error, whatever it is
+        raise DomainCheckError(f"domain {name}: reset or observe fails: {type(e).__name__}: "
+                               f"{' '.join(str(e).split())}"[:300]) from None
+    require(isinstance(obs, Observation), "observe",
+            f"observe must return an Observation, got {type(obs).__name__}")
+    shapes = {f: (getattr(obs, f).shape, getattr(obs, f).dtype)
+              for f in ("candidates", "slots", "context", "slot_mask")}
+    require(len(shapes["candidates"][0]) == 3 and shapes["candidates"][0][0] == N, "observe",
+            f"candidates must be (N, K, Fc) with N = {N}, got {shapes['candidates'][0]}")
+    require(len(shapes["slots"][0]) == 3 and shapes["slots"][0][0] == N, "observe",
+            f"slots must be (N, J, Fs) with N = {N}, got {shapes['slots'][0]}")
+    require(len(shapes["context"][0]) == 2 and shapes["context"][0][0] == N, "observe",
+            f"context must be (N, Fx) with N = {N}, got {shapes['context'][0]}")
+    K, J = shapes["candidates"][0][1], shapes["slots"][0][1]
+    require(shapes["slot_mask"] == ((N, J), jnp.bool_), "observe",
+            f"slot_mask must be (N, J) = {(N, J)} bool, got {shapes['slot_mask'][0]} "
+            f"{shapes['slot_mask'][1]}")
+    for field in ("candidates", "slots", "context"):
+        require(shapes[field][1] == jnp.float32, "observe",
+                f"{field} must be float32, got {shapes[field][1]}")
+    spec = domain.spec
+    for field, size, what in ((spec.slots_per_agent, J, "J (slots per agent)"),
+                              (spec.candidates_per_slot, K, "K (candidates per slot)")):
+        if field is not None:
+            declared = getattr(config, field, None)
+            require(declared == size, "observe", f"the spec names config.{field} as {what}, "
+                                                 f"which is {declared!r}; the observation has "
+                                                 f"{size}")
+    actions = jax.ShapeDtypeStruct((N, J), jnp.int32)
+    try:
+        out = jax.eval_shape(lambda k, s, a: domain.step(k, s, a, config), key, state, actions)
+    except Exception as e:
+        raise DomainCheckError(f"domain {name}: step fails on actions (N, J) = {(N, J)}: "
+                               f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]) from None
+    require(isinstance(out, tuple) and len(out) == 3, "step",
+            "step must return (state, reward, metrics)")
+    next_state, reward, metrics = out
+    require(jax.tree.structure(next_state) == jax.tree.structure(state) and all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(next_state), jax.tree.leaves(state), strict=True)),
+        "step", "the next state must have the layout of the state (lax.scan needs it)")
+    require(getattr(reward, "shape", None) == () and jnp.issubdtype(reward.dtype, jnp.floating),
+            "step", f"the reward must be a float scalar (the team's), got shape "
+                    f"{getattr(reward, 'shape', type(reward).__name__)}")
+    require(isinstance(metrics, dict) and all(
+        isinstance(k, str) and getattr(v, "shape", None) == () for k, v in metrics.items()),
+        "step", "metrics must be a dict of named scalars")
 
 
 def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
