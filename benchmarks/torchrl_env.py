@@ -46,9 +46,10 @@ def timed_loop(env, steps: int, warmup: int) -> float:
 
 def pettingzoo_alone(n: int, episode_steps: int, steps: int, warmup: int) -> float:
     """Seconds for `steps` random steps of the per-slot PettingZoo adapter."""
-    from dgpg.domains.cloud.pettingzoo import parallel_env
+    from dgpg.pettingzoo import parallel_env
 
-    env = parallel_env(n_agents=n, seed=0, decisions="per-slot", episode_steps=episode_steps)
+    env = parallel_env("cloud", n_agents=n, seed=0, decisions="per-slot",
+                       episode_steps=episode_steps)
     rng = np.random.default_rng(0)
     K = env.config.n_candidates
 
@@ -69,9 +70,10 @@ def pettingzoo_alone(n: int, episode_steps: int, steps: int, warmup: int) -> flo
 def wrapped(n: int, episode_steps: int):
     from torchrl.envs.libs.pettingzoo import PettingZooWrapper
 
-    from dgpg.domains.cloud.pettingzoo import parallel_env
+    from dgpg.pettingzoo import parallel_env
 
-    env = parallel_env(n_agents=n, seed=0, decisions="per-slot", episode_steps=episode_steps)
+    env = parallel_env("cloud", n_agents=n, seed=0, decisions="per-slot",
+                       episode_steps=episode_steps)
     return PettingZooWrapper(env=env, group_map=env.group_map, return_state=True,
                              categorical_actions=True, use_mask=False, seed=0)
 

@@ -10,7 +10,7 @@ module is imported only by whoever uses it.
 Agents: one group `"agents"` of A = N * J per-slot agents, agent a = i * J + j deciding job slot
 j of dispatcher i (a domain's N agents each make J decisions per step among K candidates).
 Entries, with B the batch size (empty for one environment) and D the length of a dispatcher's
-flattened observation (`dgpg.domains.parallel.flat_observation`):
+flattened observation (`dgpg.pettingzoo.flat_observation`):
 
 - `("agents", "observation")` float32 (*B, A, D + J): the dispatcher's observation, then the
   one-hot of the slot;
@@ -30,8 +30,8 @@ without x64 has no int64, so DLPack would copy anyway). The JAX state stays in J
 Seeding: environment b of the batch has the root key `fold_in(key(seed), b)` (unbatched:
 `key(seed)`, seed taken modulo 2**32). Its first episode is drawn from the root key, episode
 e > 0 from `fold_in(fold_in(root, 2), e)`, and the step keys from the stream `fold_in(episode
-key, 1)`, split once per step: an unbatched environment replays the PettingZoo adapters'
-trajectories for the same seed and actions.
+key, 1)`, split once per step: an unbatched environment replays the PettingZoo adapter's
+(`dgpg.pettingzoo`) trajectories for the same seed and actions.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from dgpg.domains import DEFAULT_DOMAIN, domain_of, get_domain
-from dgpg.domains.parallel import flat_observation, flat_state
+from dgpg.pettingzoo import flat_observation, flat_state
 
 GROUP = "agents"
 """The name of the one agent group."""

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dgpg"
 SEAM = ("dgpg.domains", "dgpg.domains.spec", "dgpg.domains.domain", "dgpg.domains.observation",
-        "dgpg.domains.model", "dgpg.domains.fields", "dgpg.domains.parallel")
+        "dgpg.domains.model", "dgpg.domains.fields")
 """What a domain may import of dgpg besides its own folder."""
 DOMAIN_FOLDERS = sorted(p for p in (PACKAGE / "domains").iterdir() if (p / "__init__.py").exists())
 

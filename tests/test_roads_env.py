@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pettingzoo import test as pz_test
 
 from dgpg.domains import domain_of, get_domain
 from dgpg.domains.roads import env as roads
@@ -19,8 +18,8 @@ from dgpg.domains.roads.assignment import assign, total_travel_time
 from dgpg.domains.roads.env import RoadConfig
 from dgpg.domains.roads.model import platoon_delta
 from dgpg.domains.roads.network import RoadNetwork, latency
-from dgpg.domains.roads.pettingzoo import TEAM_METRICS, parallel_env
 from dgpg.learners.ppo import TrainConfig, init_runner, make_train_episode
+from dgpg.pettingzoo import parallel_env
 
 TNTP_DIR = Path(
     os.environ.get(
@@ -343,22 +342,24 @@ def test_heuristics_return_valid_actions(small_runs):
 # --------------------------------------------------------------------------- PettingZoo
 
 
-def test_parallel_api():
+def test_pettingzoo_adapter():
+    """RoadNet through the generic adapter (tests/test_pettingzoo.py tests the rest): the
+    team reward is minus the period's mean travel time, and the infos hold the period's
+    metrics."""
     fields = ("grid_rows", "grid_cols", "episode_steps", "max_candidates", "jobs_per_step",
               "demand_scale", "so_iterations")
     kwargs = {f: getattr(SMALL, f) for f in fields}
-    env = parallel_env(n_agents=6, seed=0, **kwargs)
+    env = parallel_env("roads", n_agents=6, seed=0, **kwargs)
     assert env.config == SMALL
-    pz_test.parallel_api_test(env, num_cycles=8)
     observations, infos = env.reset(seed=1)
-    assert set(TEAM_METRICS) <= set(infos["dispatcher_0"])
+    team = {"tstt", "so_tstt", "demand", "mean_travel_time", "gap", "overload"}
+    assert team <= set(infos["dispatcher_0"])
     actions = {a: env.action_space(a).sample() for a in env.agents}
     _, rewards, _, _, infos = env.step(actions)
     assert len(set(rewards.values())) == 1
     np.testing.assert_allclose(rewards["dispatcher_0"], -infos["dispatcher_0"]["mean_travel_time"],
                                rtol=1e-6)
     assert env.state().shape == env.state_space.shape
-    pz_test.parallel_seed_test(lambda: parallel_env(n_agents=6, **kwargs), num_cycles=8)
 
 
 # --------------------------------------------------------------------------- bad input

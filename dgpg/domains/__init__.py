@@ -1,9 +1,10 @@
 """Domains: the environment families DG-PG learns in, and the registry that names them.
 
 A domain is a folder (a package) holding everything it is: its configuration, environment,
-analytical models, heuristics and PettingZoo adapter. It declares itself with a `DomainSpec`
-(JAX-free: names, import paths, options) and implements the pure functions of a `Domain`. The
-learners, training, evaluation and experiments never import a domain; they ask this registry:
+analytical models and heuristics. It declares itself with a `DomainSpec` (JAX-free: names,
+import paths, options) and implements the pure functions of a `Domain`, from which the
+PettingZoo and TorchRL adapters (`dgpg.pettingzoo`, `dgpg.torchrl`) are built. The learners,
+training, evaluation and experiments never import a domain; they ask this registry:
 
     spec = get_spec("roads")            # JAX-free: names and options, for checks before JAX
     domain = get_domain("roads")        # its pure functions (imports the domain)

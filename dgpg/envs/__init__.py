@@ -1,2 +1,3 @@
-"""Stable import paths of the HeteroCloud interface, kept for code written against them: the
-domain itself lives in `dgpg.domains.cloud`."""
+"""Deprecated import paths of the HeteroCloud interface, kept for one release: `dgpg.envs.cloud`
+(now `dgpg.domains.cloud.env`) and `dgpg.envs.pettingzoo.parallel_env` (now
+`dgpg.pettingzoo.parallel_env("cloud", ...)`). Each warns (DeprecationWarning) when used."""

@@ -1,5 +1,18 @@
-"""Alias of `dgpg.domains.cloud.env` (HeteroCloud's environment and its inspection helpers
-`sample_jobs`, `make_scenario`, `arrival_rate`), a stable import path."""
+"""Deprecated alias of `dgpg.domains.cloud.env` (HeteroCloud's environment and its inspection
+helpers `sample_jobs`, `make_scenario`, `arrival_rate`): each name read from here warns. It will
+be removed in the next release."""
 
-from dgpg.domains.cloud.env import *  # noqa: F403
-from dgpg.domains.cloud.env import arrival_rate, make_scenario, sample_jobs  # noqa: F401
+import warnings
+from typing import Any
+
+from dgpg.domains.cloud import env as _env
+
+__all__ = sorted(name for name in vars(_env) if not name.startswith("_"))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn("dgpg.envs.cloud is deprecated and will be removed in the next release; import "
+                  "dgpg.domains.cloud.env instead", DeprecationWarning, stacklevel=2)
+    return getattr(_env, name)

@@ -2,8 +2,9 @@
 
 The folder holds the whole domain: `parameters`, `config` (JAX-free), `workload`, `scenario`,
 `env` (the pure environment), the analytical models (`aligned`, `fluid`, `waterfill`,
-`models`), `heuristics`, the PettingZoo adapter (`pettingzoo`), `domain` (its `Domain`) and
-its own experiments (`fig1`, `calibration`). This module is its JAX-free declaration.
+`models`), `heuristics`, `domain` (its `Domain`) and its own experiments (`fig1`,
+`calibration`). This module is its JAX-free declaration; its PettingZoo environment is
+`dgpg.pettingzoo.parallel_env("cloud", ...)`, built from the `Domain`.
 """
 
 from dgpg.domains.spec import DomainSpec
