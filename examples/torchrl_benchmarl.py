@@ -6,8 +6,9 @@ install a CPU-only torch). Neither is a dependency of `dgpg`.
     python examples/torchrl_benchmarl.py              # TorchRL: specs, check, rollout, collector
     python examples/torchrl_benchmarl.py --benchmarl  # then a two-iteration BenchMARL MAPPO run
 
-Run with torch 2.13, torchrl 0.12 and benchmarl 1.5.1; `tests/test_torchrl_env.py` runs the
-BenchMARL part (`pytest -m slow tests/test_torchrl_env.py`).
+Tested with torch 2.13.0 (CPU), tensordict 0.11.0, torchrl 0.11.1 and benchmarl 1.5.2, the
+versions that docs/guides/torch.md installs (its install lines keep a CPU-only torch);
+`tests/test_torchrl_env.py` runs the BenchMARL part (`pytest -m slow tests/test_torchrl_env.py`).
 
 The environment: every (dispatcher i, job slot j) pair is an agent with a `Categorical(K)`
 action, all N * J agents in one group `"agents"` (one policy with shared parameters serves them
