@@ -140,10 +140,8 @@ def train_timing(n_agents: int, episodes: int, algo: str = "dgpg",
     measured = episodes if measured_episodes is None else min(episodes, measured_episodes)
     # one episode more than measured: the run stops before its test evaluation, which is not
     # part of the timing
-    from dgpg.config import overrides_json
-
     run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes + 1, seed=0, domain=domain,
-                    overrides=overrides_json(env=env))
+                    env=env or {})
     marks: list[tuple[float, int, float]] = []
 
     def mark(episode: int, stats: dict) -> None:
@@ -194,13 +192,12 @@ def episode_split(n_agents: int, algo: str = "dgpg", repeats: int = 2,
     one compiled call, as `dgpg train` runs it) plus validation; `ratio_to_env` divides it by
     the environment-only seconds. Best of `repeats` calls after the compiling one. `dense`
     scores every job slot, not only the occupied ones (for before/after ratios)."""
-    from dgpg.config import overrides_json
     from dgpg.evaluation import VALIDATION_SEEDS, rollout
     from dgpg.learners.ppo import init_runner, make_rollout, make_train_episode, make_update
     from dgpg.training import RunConfig, make_validator
 
     run = RunConfig(algo=algo, n_agents=n_agents, episodes=1, seed=0, domain=domain,
-                    overrides=overrides_json(env=env))
+                    env=env or {})
     tcfg, ecfg = run.train_config(), run.env_config()
     seeds = jnp.stack([jax.random.key(0)])
     runners = jax.jit(jax.vmap(lambda k: init_runner(k, tcfg, ecfg)))(seeds)

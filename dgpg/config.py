@@ -24,6 +24,7 @@ import json
 import math
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,11 @@ def make_env_config(n_agents: int, env: dict[str, Any], domain: str = DEFAULT_DO
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """What `dgpg train` was asked for. `overrides` holds the `train` and `env` fields that
-    differ from their defaults (`overrides_json`); `train_config()` and `env_config()` resolve
-    them. Equal configurations have equal `RunConfig`s."""
+    """What `dgpg train` was asked for: the run's fields, the learner's `TrainConfig` and the
+    domain's environment configuration, each typed and checked once, when the run is made.
+    `train` and `env` may be given as the typed configurations or as mappings of the fields
+    that differ from their defaults; they are stored typed, with the run's own fields (algo,
+    alpha, model; n_agents) written into them. Equal configurations have equal `RunConfig`s."""
 
     algo: str
     n_agents: int
@@ -95,7 +98,11 @@ class RunConfig:
     IPPO, which use no model."""
     domain: str = DEFAULT_DOMAIN
     """The environment: a registered domain (`dgpg.domains.names()`)."""
-    overrides: str = ""
+    train: Any = None
+    """The learner's `TrainConfig` (given: a TrainConfig, or a mapping of overridden fields)."""
+    env: Any = None
+    """The domain's environment configuration (given: one, or a mapping of overridden
+    fields)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
@@ -122,25 +129,53 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], "
                                   f"got {value!r:.40}")
             object.__setattr__(self, name, int(value))  # config.json holds Python numbers
-        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float | np.floating)
+        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, int | np.floating | float)
                 or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
             raise ConfigError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
         object.__setattr__(self, "alpha", float(self.alpha))
-        given = parse_overrides(self.overrides)
-        kept = {}
-        for section in ("train", "env"):
-            defaults = self._defaults(section)
-            kept[section] = {}
-            for key, value in given[section].items():
-                value = coerce(section, key, value, self.domain)
-                if value != defaults[key]:
-                    kept[section][key] = value
-        object.__setattr__(self, "overrides", overrides_json(**kept))
         try:
-            self.train_config()
-            self.env_config()  # e.g. N beyond the environment's 32-bit indices
-        except ValueError as e:
+            object.__setattr__(self, "train", self._typed_train(self.train))
+            object.__setattr__(self, "env", self._typed_env(self.env))
+        except ValueError as e:  # e.g. N beyond the environment's 32-bit indices
             raise ConfigError(_name_section(str(e))) from None
+
+    def _typed_train(self, given: Any) -> TrainConfig:
+        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
+        rate and entropy coefficient (`TUNED`), then `given`, then the run's own fields."""
+        run = {"algo": self.algo, "alpha": self.alpha,
+               **({"model": self.model} if self.algo == "dgpg" else {})}
+        if isinstance(given, TrainConfig):
+            fields = {k: v for k, v in dataclasses.asdict(given).items()
+                      if k not in RUN_ONLY}
+        else:
+            fields = self._checked("train", given)
+        defaults = dataclasses.asdict(TrainConfig(**TUNED[self.algo]))
+        return TrainConfig(**{**TUNED[self.algo],
+                              **{k: v for k, v in fields.items() if v != defaults[k]}, **run})
+
+    def _typed_env(self, given: Any) -> Any:
+        spec = get_spec(self.domain)
+        if isinstance(given, spec.config_type()):
+            return dataclasses.replace(given, n_agents=self.n_agents)
+        return make_env_config(self.n_agents, self._checked("env", given), self.domain)
+
+    def _checked(self, section: str, given: Any) -> dict[str, Any]:
+        if given is None:
+            return {}
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"{section} must be a table of fields, got {given!r:.60}")
+        return {key: coerce(section, key, value, self.domain) for key, value in given.items()}
+
+    @property
+    def overrides(self) -> str:
+        """The `train` and `env` fields that differ from their defaults, as canonical text
+        (`overrides_json`): how the run is stored and named (a sweep's folder key)."""
+        changed = {}
+        for section, typed in (("train", self.train), ("env", self.env)):
+            defaults = self._defaults(section)
+            changed[section] = {k: v for k, v in dataclasses.asdict(typed).items()
+                                if k in defaults and k not in RUN_ONLY and v != defaults[k]}
+        return overrides_json(**changed)
 
     def _defaults(self, section: str) -> dict[str, Any]:
         if section == "train":
@@ -148,32 +183,38 @@ class RunConfig:
         return _env_defaults(self.domain)
 
     def train_config(self) -> TrainConfig:
-        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
-        rate and entropy coefficient (`TUNED`), then the overrides."""
-        fields = {**TUNED[self.algo], **parse_overrides(self.overrides)["train"]}
-        model = {"model": self.model} if self.algo == "dgpg" else {}
-        return TrainConfig(algo=self.algo, alpha=self.alpha, **model, **fields)
+        """The learner's hyperparameters (`train`)."""
+        return self.train
 
     def env_config(self) -> Any:
-        """The environment configuration of the run's domain (`EnvConfig`, `RoadConfig`)."""
-        return make_env_config(self.n_agents, parse_overrides(self.overrides)["env"],
-                               self.domain)
+        """The environment configuration of the run's domain (`env`)."""
+        return self.env
+
+    def run_fields(self) -> dict[str, Any]:
+        """The run section's own fields (algo ... domain), without `train` and `env`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("train", "env")}
 
     def to_json(self) -> dict[str, Any]:
-        """The three sections, resolved: what config.json holds."""
-        return {"run": dataclasses.asdict(self),
+        """What config.json holds: the run section (its fields and the `overrides` text that
+        names what differs from the defaults) and the train and env sections, resolved."""
+        return {"run": {**self.run_fields(), "overrides": self.overrides},
                 "train": dataclasses.asdict(self.train_config()),
                 "env": dataclasses.asdict(self.env_config())}
 
     @classmethod
     def from_dict(cls, run: Any) -> RunConfig:
-        """A stored `run` section (of config.json or a checkpoint), older forms included."""
+        """A stored `run` section (of config.json or a checkpoint), older forms included: its
+        `overrides` text gives the train and env fields."""
         if not isinstance(run, dict):
             raise ConfigError("the run section is not a table of fields")
         run = upgrade_run_dict(run)
-        if unknown := sorted(set(run) - {f.name for f in dataclasses.fields(cls)}):
+        fields = {**run}
+        extra = parse_overrides(fields.pop("overrides", ""))
+        known = {f.name for f in dataclasses.fields(cls)} - {"train", "env"}
+        if unknown := sorted(set(fields) - known):
             raise ConfigError(f"unknown run field {unknown[0]!r:.40}")
-        return cls(**run)
+        return cls(**fields, train=extra["train"], env=extra["env"])
 
 
 RUN_LIMITS = {"n_agents": (1, 16383), "episodes": (1, 1_000_000), "seed": (0, 2**31 - 1),
@@ -229,7 +270,7 @@ def _keys_of(config_path: str) -> dict[str, type]:
                          ("env", load_object(config_path))):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if section == "run" and f.name == "overrides":
+            if section == "run" and f.name in ("train", "env"):
                 continue
             if section != "run" and f.name in RUN_ONLY:
                 continue
@@ -350,9 +391,10 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
 def resolve(base: RunConfig | dict[str, Any],
             *layers: dict[str, dict[str, Any]]) -> RunConfig:
     """`base` (a RunConfig, or the run fields of the defaults) with `layers` of sections on
-    top, later ones winning."""
+    top, later ones winning; each layer's values are already typed (`parse_set`,
+    `read_file`)."""
     if isinstance(base, RunConfig):
-        run = {k: v for k, v in dataclasses.asdict(base).items() if k != "overrides"}
+        run = base.run_fields()
         extra = parse_overrides(base.overrides)
     else:
         run, extra = dict(base), {"train": {}, "env": {}}
@@ -361,7 +403,7 @@ def resolve(base: RunConfig | dict[str, Any],
         for section in ("train", "env"):
             extra[section].update(layer.get(section, {}))
     try:
-        return RunConfig(**run, overrides=overrides_json(**extra))
+        return RunConfig(**run, train=extra["train"], env=extra["env"])
     except TypeError as e:  # a run field missing
         raise ConfigError(str(e)) from None
     except ConfigError as e:

@@ -490,7 +490,7 @@ def test_run_config_refuses_bad_arguments(fields):
     assert all(type(getattr(run, f)) is int for f in ("n_agents", "episodes", "seed", "seeds"))
     assert type(run.alpha) is float
     saved = json.loads(json.dumps(run.to_json()))
-    assert RunConfig(**saved["run"]) == run
+    assert RunConfig.from_dict(saved["run"]) == run
     run.train_config()
 
 

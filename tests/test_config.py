@@ -124,7 +124,7 @@ def test_a_stored_config_json_of_an_older_run_keeps_its_model(tmp_path):
 def test_values_equal_to_the_defaults_are_not_overrides():
     assert resolve(BASE, parse_set(["train.learning_rate=1e-3", "env.slots=64"])) == \
         RunConfig(**BASE)
-    assert RunConfig(**BASE, overrides='{"train":{"hidden":64}}').overrides == ""
+    assert RunConfig(**BASE, train={"hidden": 64}).overrides == ""
 
 
 @pytest.mark.parametrize(("item", "named"), [

@@ -90,7 +90,7 @@ def test_environment_fields_of_a_checkpoint_can_change_but_not_its_network(tmp_p
 
     roads_run = tmp_path / "roads"
     run = RunConfig(algo="dgpg", n_agents=4, episodes=1, domain="roads",
-                    overrides='{"env":{"grid_cols":3,"grid_rows":3}}')
+                    env={"grid_cols": 3, "grid_rows": 3})
     (roads_run / "checkpoints").mkdir(parents=True)
     (roads_run / "config.json").write_text(json.dumps(run.to_json()))
     keys = jnp.stack([jax.random.key(0)])

@@ -141,56 +141,68 @@ def overrides_digest(overrides: str, domain: str = DEFAULT_DOMAIN) -> str:
     return hashlib.sha256(canonical_overrides(overrides, domain).encode()).hexdigest()[:8]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
 class RunSpec:
-    """A training run: `seeds` seeds (seed, seed + 1, ...) of one (algo, N, alpha), trained
-    together by `dgpg.training.train` into the task's folder. MAPPO and IPPO ignore alpha; it is
-    stored as 0 for them so that equal runs have equal keys."""
+    """A training run as a sweep task: a `RunConfig` (`run`), whose `seeds` seeds (seed,
+    seed + 1, ...) `dgpg.training.train` trains together into the task's folder, named by its
+    `key`. Built from the run's fields (`RunSpec("dgpg", 50, 100, overrides=...)`, the train and
+    env fields that differ from the defaults as `overrides_json` text) or from a RunConfig
+    (`RunSpec.of(run)`); the run's fields read through (`spec.algo`, `spec.overrides`). MAPPO
+    and IPPO ignore alpha; it is stored as 0 for them so that equal runs have equal keys."""
 
-    algo: str
-    n_agents: int
-    episodes: int
-    alpha: float = 0.5
-    seed: int = 0
-    seeds: int = 1
-    overrides: str = ""
-    """JSON of TrainConfig ('train') and EnvConfig ('env') field overrides; '' = defaults."""
-    model: str = "aligned"
-    """DG-PG's analytical model; "none" for MAPPO and IPPO."""
-    domain: str = DEFAULT_DOMAIN
-    """The environment (`dgpg.domains`)."""
+    run: Any
+    """The `dgpg.config.RunConfig` of the run."""
 
-    def __post_init__(self) -> None:
-        if self.algo != "dgpg":
-            object.__setattr__(self, "alpha", 0.0)
-        object.__setattr__(self, "alpha", float(self.alpha))
-        # validates every field; RunConfig records "none" as the model of MAPPO and IPPO and
-        # drops overrides equal to a default, so equal runs have equal keys
-        config = self.run_config()
-        object.__setattr__(self, "model", config.model)
-        object.__setattr__(self, "overrides", config.overrides)
-
-    @property
-    def key(self) -> str:
-        key = (f"{self.algo}_n{self.n_agents}_a{self.alpha:g}_e{self.episodes}"
-               f"_s{self.seed}x{self.seeds}")
-        if self.overrides:
-            key += "_" + overrides_digest(self.overrides, self.domain)
-        if self.model not in ("fluid", "none"):  # runs of the fluid model predate the option
-            key += f"_{self.model}"
-        if self.domain != DEFAULT_DOMAIN:  # the default domain's runs predate the option
-            key += f"_{self.domain}"
-        return key
-
-    def run_config(self):
+    def __init__(self, algo: str, n_agents: int, episodes: int, alpha: float = 0.5,
+                 seed: int = 0, seeds: int = 1, overrides: str = "", model: str = "aligned",
+                 domain: str = DEFAULT_DOMAIN) -> None:
         from dgpg.config import ConfigError, RunConfig
 
         try:
-            return RunConfig(algo=self.algo, n_agents=self.n_agents, episodes=self.episodes,
-                             seed=self.seed, seeds=self.seeds, alpha=self.alpha,
-                             model=self.model, domain=self.domain, overrides=self.overrides)
+            extra = parse_overrides(overrides)
+            run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes, seed=seed,
+                            seeds=seeds, alpha=0.0 if algo != "dgpg" else alpha, model=model,
+                            domain=domain, train=extra["train"], env=extra["env"])
         except ConfigError as e:
             raise ValueError(f"bad run configuration: {e}") from None
+        object.__setattr__(self, "run", run)
+
+    @classmethod
+    def of(cls, run: Any) -> RunSpec:
+        """The task of a RunConfig (its alpha set to 0 for MAPPO and IPPO)."""
+        spec = cls.__new__(cls)
+        if run.algo != "dgpg" and run.alpha != 0.0:
+            run = dataclasses.replace(run, alpha=0.0)
+        object.__setattr__(spec, "run", run)
+        return spec
+
+    def __repr__(self) -> str:  # evaluable: the arguments of the constructor
+        run = self.run
+        return (f"RunSpec({run.algo!r}, {run.n_agents}, {run.episodes}, alpha={run.alpha!r}, "
+                f"seed={run.seed}, seeds={run.seeds}, overrides={run.overrides!r}, "
+                f"model={run.model!r}, domain={run.domain!r})")
+
+    def __getattr__(self, name: str) -> Any:  # the run's fields and its overrides text
+        if name == "run":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.run, name)
+
+    @property
+    def key(self) -> str:
+        run = self.run
+        key = (f"{run.algo}_n{run.n_agents}_a{run.alpha:g}_e{run.episodes}"
+               f"_s{run.seed}x{run.seeds}")
+        if overrides := run.overrides:
+            key += "_" + overrides_digest(overrides, run.domain)
+        if run.model not in ("fluid", "none"):  # runs of the fluid model predate the option
+            key += f"_{run.model}"
+        if run.domain != DEFAULT_DOMAIN:  # the default domain's runs predate the option
+            key += f"_{run.domain}"
+        return key
+
+    def run_config(self):
+        """The run's `RunConfig`."""
+        return self.run
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         from dgpg.config import read_summary
