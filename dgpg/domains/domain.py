@@ -82,6 +82,16 @@ class Domain:
                       stacklevel=2)
         return _observed_shape(self, config)
 
+    @classmethod
+    def from_module(cls, spec: DomainSpec, module: Any, **fields: Any) -> Domain:
+        """The Domain whose functions are those of the same names in `module` (an env module:
+        reset, step, observe, global_state, pair_features, and slot_capacity and
+        episode_metrics where it defines them); `fields` adds or replaces any of them."""
+        names = [f.name for f in dataclasses.fields(cls)
+                 if f.name not in ("spec", "train_metrics")]
+        found = {name: getattr(module, name) for name in names if hasattr(module, name)}
+        return cls(spec=spec, **{**found, **fields})
+
     @property
     def name(self) -> str:
         return self.spec.name

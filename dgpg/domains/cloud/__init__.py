@@ -1,10 +1,11 @@
 """HeteroCloud: N dispatchers place jobs on M = 2N heterogeneous servers.
 
 The folder holds the whole domain: `parameters`, `config` (JAX-free), `workload`, `scenario`,
-`env` (the pure environment), the analytical models (`aligned`, `fluid`, `waterfill`,
-`models`), `heuristics`, `domain` (its `Domain`) and its own experiments (`fig1`,
-`calibration`). This module is its JAX-free declaration; its PettingZoo environment is
-`dgpg.pettingzoo.parallel_env("cloud", ...)`, built from the `Domain`.
+`env` (the pure environment), the analytical models (`aligned`, `fluid`, `waterfill`, and
+`model`, their factories), `heuristics` and `domain` (its `Domain`); its own experiments (figure
+1, the calibration) live in `dgpg.experiments.cloud`. This module is its JAX-free declaration;
+its PettingZoo environment is `dgpg.pettingzoo.parallel_env("cloud", ...)`, built from the
+`Domain`.
 """
 
 from dgpg.domains.spec import DomainSpec
@@ -16,10 +17,10 @@ SPEC = DomainSpec(
     config=f"{__name__}.config:EnvConfig",
     domain=f"{__name__}.domain:DOMAIN",
     models={
-        "aligned": f"{__name__}.models:aligned",
-        "aligned-state": f"{__name__}.models:aligned_state",
-        "aligned-step": f"{__name__}.models:aligned_step",
-        "fluid": f"{__name__}.models:fluid",
+        "aligned": f"{__name__}.model:aligned",
+        "aligned-state": f"{__name__}.model:aligned_state",
+        "aligned-step": f"{__name__}.model:aligned_step",
+        "fluid": f"{__name__}.model:fluid",
     },
     heuristics={
         "random": f"{__name__}.heuristics:random_policy",

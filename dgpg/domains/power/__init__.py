@@ -3,9 +3,9 @@
 The folder holds the whole domain: `grid` (MATPOWER/PYPOWER cases, PTDFs, line limits) and
 `dispatch` (economic dispatch, DC optimal power flow), `config` (JAX-free: the configuration,
 the case's ratings and the agents' candidate buses), `env` (the pure environment), `model` (its
-analytical model), `heuristics`, `domain` (its `Domain`) and its experiment (`experiment`,
-`dgpg reproduce power`). This module is its JAX-free declaration; its PettingZoo environment is
-`dgpg.pettingzoo.parallel_env("power", ...)`, built from the `Domain`.
+analytical model), `heuristics` and `domain` (its `Domain`); its experiment (`dgpg reproduce
+power`) lives in `dgpg.experiments.power`. This module is its JAX-free declaration; its
+PettingZoo environment is `dgpg.pettingzoo.parallel_env("power", ...)`, built from the `Domain`.
 """
 
 from dgpg.domains.spec import DomainOption, DomainSpec

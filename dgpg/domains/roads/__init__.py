@@ -3,9 +3,10 @@
 The folder holds the whole domain: `network` (the network and its TNTP loader), `config`
 (JAX-free), `links` and `system_optimum` (flows and the period's optimum), `assignment` (the
 user-equilibrium and system-optimum solvers), `env` (the pure environment), `model` (its
-analytical model), `heuristics`, `domain` (its `Domain`) and its experiment (`experiment`,
-`dgpg reproduce roads`). This module is its JAX-free declaration; its PettingZoo environment is
-`dgpg.pettingzoo.parallel_env("roads", ...)`, built from the `Domain`.
+analytical model), `heuristics` and `domain` (its `Domain`); its experiments (`dgpg reproduce
+roads`, `roads-actors`) live in `dgpg.experiments.roads`. This module is its JAX-free
+declaration; its PettingZoo environment is `dgpg.pettingzoo.parallel_env("roads", ...)`, built
+from the `Domain`.
 """
 
 from dgpg.domains.spec import DomainOption, DomainSpec
