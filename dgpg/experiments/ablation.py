@@ -47,12 +47,9 @@ def tasks(grid: AblationGrid) -> list[RunSpec]:
     return specs
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: AblationGrid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: AblationGrid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the ablation and write ablation.csv and ablation.md into `out`."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     specs = tasks(grid)
     report = common.run_tasks(specs, opts)
     rows = []

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from dgpg.config import overrides_json, parse_overrides  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.experiments.tasks import HEURISTIC_NAMES, LEARNERS, HeuristicSpec  # noqa: E402
 from dgpg.learners.config import TRANSFERABLE_ACTORS  # noqa: E402
 
 COLORS = {"dgpg": "C0", "mappo": "C1", "ippo": "C2"}
@@ -40,12 +41,12 @@ LINES = ("best-fit-central", "least-loaded")
 class Grid:
     n_agents: tuple[int, ...] = (5, 20, 50)
     actors: tuple[str, ...] = TRANSFERABLE_ACTORS
-    algos: tuple[str, ...] = fig4.LEARNERS
+    algos: tuple[str, ...] = LEARNERS
     episodes: int = 200
     alpha: float = 0.5
     seeds: int = 3
     overrides: str = ""
-    heuristics: tuple[str, ...] = fig4.HEURISTIC_NAMES
+    heuristics: tuple[str, ...] = HEURISTIC_NAMES
     """Evaluated as figure 4's heuristic task at each N (the same task, shared); must hold
     LINES."""
     tuned_from: int = 50
@@ -66,11 +67,11 @@ FULL = Grid(tuned=fig4.scale_tuning())
 QUICK = Grid(n_agents=(5,), episodes=15, seeds=1)
 
 
-def tasks(grid: Grid) -> tuple[list[RunSpec], list[fig4.HeuristicSpec]]:
+def tasks(grid: Grid) -> tuple[list[RunSpec], list[HeuristicSpec]]:
     runs = [RunSpec(algo, n, grid.episodes, alpha=grid.alpha, seeds=grid.seeds,
                     overrides=grid.overrides_at(algo, n, actor))
             for n in grid.n_agents for actor in grid.actors for algo in grid.algos]
-    heuristics = [fig4.HeuristicSpec(n, grid.heuristics, grid.overrides)
+    heuristics = [HeuristicSpec(n, grid.heuristics, grid.overrides)
                   for n in grid.n_agents]
     return runs, heuristics
 
@@ -79,12 +80,9 @@ def actor_of(spec: RunSpec) -> str:
     return parse_overrides(spec.overrides)["train"].get("actor", "scorer")
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid and draw the figure into `out`; returns the table rows."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     run_specs, heuristic_specs = tasks(grid)
     report = common.run_tasks([*heuristic_specs, *run_specs], opts)
 

@@ -27,8 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgpg.experiments import common  # noqa: E402
-from dgpg.experiments.fig4 import HeuristicSpec  # noqa: E402
 from dgpg.experiments.sweep import RunSpec, overrides_json  # noqa: E402
+from dgpg.experiments.tasks import HeuristicSpec  # noqa: E402
 
 LINES = ("best-fit-central", "least-loaded", "model-greedy")
 STEP_SIZE_CHECK = {
@@ -90,12 +90,9 @@ def label(algo: str, model: str) -> str:
     return f"DG-PG ({model})" if algo == "dgpg" else {"mappo": "MAPPO", "ippo": "IPPO"}[algo]
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: CurvesGrid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: CurvesGrid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the curves' runs and draw alignment.png into `out`."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     by_curve = curve_tasks(grid)
     lines = {n: HeuristicSpec(n, LINES, grid.overrides, scenarios="validation")
              for n in grid.n_agents}

@@ -36,6 +36,21 @@ class Options:
     address: str | None = None
     workers: int | None = None
     progress: sweep.ProgressFn | None = None
+    quick: bool = False
+    """The reduced grid (`--quick`) was asked for."""
+
+
+def prepare(out: Path, grid: Any, quick_grid: Any, full_grid: Any, quick: bool = False,
+            seeds: int | None = None, runs: Path | None = None, backend: str = "local",
+            address: str | None = None, workers: int | None = None,
+            progress: sweep.ProgressFn | None = None) -> tuple[Any, Options]:
+    """What every experiment's `run(out, grid=None, **options)` starts with: the grid to run
+    (`grid`, else `quick_grid` or `full_grid`, with `seeds` replaced if given) and how to run it
+    (the sweep's `backend`, `address`, `workers`, the `runs` folder, default `out`, and a
+    `progress` callback)."""
+    return (pick_grid(grid, quick, seeds, quick_grid, full_grid),
+            dataclasses.replace(options(out, runs, backend, address, workers, progress),
+                                quick=quick))
 
 
 def options(out, runs=None, backend="local", address=None, workers=None,

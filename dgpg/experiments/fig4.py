@@ -25,7 +25,6 @@ fig4.md.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,10 @@ import numpy as np  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
 from dgpg.config import overrides_json, parse_overrides  # noqa: E402
-from dgpg.domains import DEFAULT_DOMAIN, get_spec  # noqa: E402
-from dgpg.experiments import common, sweep  # noqa: E402
+from dgpg.experiments import common  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.experiments.tasks import HEURISTIC_NAMES, LEARNERS, HeuristicSpec  # noqa: E402
 from dgpg.learners.config import TUNED_AT_SCALE  # noqa: E402
-
-LEARNERS = ("dgpg", "mappo", "ippo")
-SCENARIOS = ("test", "validation")
-HEURISTIC_NAMES = tuple(h for h in get_spec(DEFAULT_DOMAIN).heuristics if h != "model-greedy")
-"""The cloud's heuristics but model-greedy, which figure 4 evaluates as a task of its own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,66 +96,6 @@ FULL = Grid(tuned=scale_tuning(), fluid_agents=(5, 10, 20, 50, 100, 200, 500, 15
 QUICK = Grid(n_agents=(5, 20), episodes=15, seeds=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class HeuristicSpec:
-    """Evaluation of heuristics at one N on the 40 test scenarios, or on the 10 validation
-    scenarios (a sweep task)."""
-
-    n_agents: int
-    heuristics: tuple[str, ...] = HEURISTIC_NAMES
-    overrides: str = ""
-    """Same meaning as RunSpec.overrides (only the 'env' part is used)."""
-    scenarios: str = "test"
-    """test or validation."""
-    domain: str = DEFAULT_DOMAIN
-    """The environment (`dgpg.domains`); `heuristics` are its names."""
-
-    def __post_init__(self) -> None:
-        if self.scenarios not in SCENARIOS:
-            raise ValueError(f"scenarios must be one of {', '.join(SCENARIOS)}, "
-                             f"got {self.scenarios!r}")
-
-    @property
-    def key(self) -> str:
-        names = ",".join(self.heuristics)
-        overrides = sweep.canonical_overrides(self.overrides, self.domain)  # e.g. a network
-        digest = hashlib.sha256(f"{names}|{overrides}".encode()).hexdigest()[:8]
-        prefix = "heuristics" if self.scenarios == "test" else f"{self.scenarios}_heuristics"
-        suffix = "" if self.domain == DEFAULT_DOMAIN else f"_{self.domain}"  # keys predate it
-        return f"{prefix}_n{self.n_agents}_{digest}{suffix}"
-
-    def result(self, folder: Path) -> dict[str, Any] | None:
-        try:
-            data = json.loads((folder / "result.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("n_agents") != self.n_agents:
-            return None
-        if set(data.get("policies", {})) != set(self.heuristics):
-            return None
-        return data
-
-    def execute(self, folder: Path) -> dict[str, Any]:
-        from dgpg.domains import get_domain
-        from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci
-
-        folder.mkdir(parents=True, exist_ok=True)
-        config = sweep.env_config(self.n_agents, self.overrides, self.domain)
-        heuristics = get_domain(self.domain).heuristics
-        seeds = TEST_SEEDS if self.scenarios == "test" else VALIDATION_SEEDS
-        policies = {}
-        for name in self.heuristics:
-            values = evaluate(heuristics[name], config, seeds)
-            policies[name] = {m: dict(zip(("mean", "ci95"), mean_ci(v), strict=True))
-                              for m, v in values.items()}
-        data = {"n_agents": self.n_agents, "scenarios": len(seeds), "policies": policies}
-        atomic.write_json(folder / "result.json", data)
-        return data
-
-    def progress(self, folder: Path) -> tuple[int, int]:
-        return 0, 1
-
-
 def learner_tasks(grid: Grid) -> list[RunSpec]:
     return [RunSpec(algo, n, grid.episodes_at(n), alpha=grid.alpha, seeds=grid.seeds,
                     overrides=grid.overrides_at(algo, n))
@@ -194,12 +128,9 @@ def _label(spec: RunSpec, first_pair: list[RunSpec]) -> str:
     return f"{spec.algo} (N = 10 pair)" if spec in first_pair else spec.algo
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid and draw the figure into `out`; returns the table rows."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     run_specs, heuristic_specs = tasks(grid)
     # heuristics first: cheap, and the table has them even if a long training run fails
     report = common.run_tasks([*heuristic_specs, *run_specs], opts)

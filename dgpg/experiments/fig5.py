@@ -42,12 +42,9 @@ def tasks(grid: Grid) -> list[RunSpec]:
     return fig4.learner_tasks(grid)
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid and draw the figure into `out`; returns the table rows."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     specs = tasks(grid)
     report = common.run_tasks(specs, opts)
 

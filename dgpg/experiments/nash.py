@@ -196,13 +196,10 @@ def solve(game: Game, start: np.ndarray, grid: Grid) -> tuple[dict[str, Any], di
     return numbers, trace
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
-    """Solve every (case, N, seed) in this process (seconds each) and write the results.
-    `backend`, `address`, `workers` and `runs` are accepted for a uniform interface."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
+    """Solve every (case, N, seed) in this process (seconds each) and write the results. The
+    sweep's `options` (backend, workers, runs) are accepted for a uniform interface."""
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     rows, trace_rows, traces = [], [], {}
     total = len(CASES) * len(grid.n_agents) * grid.seeds
     for case in CASES:
@@ -218,8 +215,8 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
                                        **{k: float(v[i]) for k, v in trace.items()
                                           if k != "step"}})
                 traces[case, n, seed] = trace
-                if progress is not None:
-                    progress({"total": total, "finished": len(rows), "last": f"{case} N={n}"})
+                if opts.progress is not None:
+                    opts.progress({"total": total, "finished": len(rows), "last": f"{case} N={n}"})
     _plot(traces, grid, opts.out / "nash.png")
     common.write_csv(opts.out / "nash.csv", rows)
     common.write_csv(opts.out / "nash_trace.csv", trace_rows)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from dgpg import atomic  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.experiments.tasks import LEARNERS, HeuristicSpec  # noqa: E402
 
 TRANSFER_EPISODES = 100
 """Training episodes of the runs that are moved: runs of their own (seeds 100 to 102), whose best
@@ -86,7 +87,7 @@ class TransferSpec:
 class Grid:
     train_n: tuple[int, ...] = (20, 50)
     test_n: tuple[int, ...] = (5, 20, 50, 200, 1500, 10000)
-    algos: tuple[str, ...] = fig4.LEARNERS
+    algos: tuple[str, ...] = LEARNERS
     episodes: int = TRANSFER_EPISODES
     seeds: int = 3
     seed: int = 100
@@ -119,14 +120,11 @@ FULL = Grid()
 QUICK = Grid(train_n=(5,), test_n=(5, 20), episodes=10, seeds=1, reference=fig4.QUICK)
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Train (or resume) the runs, test them at every N and draw the figure into `out`."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     moved = grid.runs()
-    heuristics = [fig4.HeuristicSpec(n, names, grid.reference.overrides) for n in grid.tested()
+    heuristics = [HeuristicSpec(n, names, grid.reference.overrides) for n in grid.tested()
                   for names in (grid.reference.heuristics, grid.reference.extra_heuristics)
                   if names]
     # training first: a transfer task reads its run's checkpoint

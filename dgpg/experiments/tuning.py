@@ -67,12 +67,9 @@ def tasks(grid: Grid) -> list[RunSpec]:
                                                    grid.entropy_coefs)]
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid; writes the table and figure into `out`; returns the rows."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     specs = tasks(grid)
     report = common.run_tasks(specs, opts)
 

@@ -242,12 +242,9 @@ def tasks(grid: Grid) -> list[GradientSpec]:
             for n in grid.n_agents for s in range(grid.seeds)]
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
     """Sample, fit and draw into `out`; returns the fitted slopes."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    opts = common.options(out, runs, backend, address, workers, progress)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     specs = tasks(grid)
     # largest N first: the costliest tasks start at once instead of trailing the sweep
     report = common.run_tasks(sorted(specs, key=lambda s: -s.n_agents), opts)

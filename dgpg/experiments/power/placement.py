@@ -22,9 +22,10 @@ from typing import Any
 
 from dgpg.config import overrides_json
 from dgpg.domains.power import SPEC
-from dgpg.experiments import common, fig4
+from dgpg.experiments import common
 from dgpg.experiments.panels import relative_cost_figure
 from dgpg.experiments.sweep import RunSpec
+from dgpg.experiments.tasks import LEARNERS, HeuristicSpec
 
 DOMAIN = SPEC.name
 REFERENCE = SPEC.reference
@@ -55,7 +56,7 @@ class Grid:
     """Only the panels with these N (None: all); `--agents`."""
     case: str | None = None
     """Only the panels of this case (None: all); `--case`."""
-    algos: tuple[str, ...] = fig4.LEARNERS
+    algos: tuple[str, ...] = LEARNERS
     episodes: int = 100
     alpha: float = 0.5
     seeds: int = 3
@@ -90,24 +91,22 @@ def tasks(grid: Grid) -> tuple[dict[Panel, list[RunSpec]], dict[Panel, list]]:
                                seeds=grid.seeds, overrides=overrides, domain=DOMAIN)
                        for algo in grid.algos]
         heuristics[panel] = [
-            fig4.HeuristicSpec(panel.n_agents, grid.heuristics, overrides, domain=DOMAIN),
-            fig4.HeuristicSpec(panel.n_agents, (REFERENCE,), overrides, scenarios="validation",
+            HeuristicSpec(panel.n_agents, grid.heuristics, overrides, domain=DOMAIN),
+            HeuristicSpec(panel.n_agents, (REFERENCE,), overrides, scenarios="validation",
                                domain=DOMAIN)]
     return runs, heuristics
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None, case: str | None = None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, case: str | None = None,
+        **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid and draw the figure into `out`; returns the table rows.
     `case` (`--case`) keeps the panels of that case only."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     if case is not None:
         grid = dataclasses.replace(grid, case=case)
     if not grid.chosen():
         raise ValueError("no panel to run: the grid has no panel of that case and N "
                          f"(panels: {', '.join(p.label for p in grid.panels)})")
-    opts = common.options(out, runs, backend, address, workers, progress)
     run_specs, heuristic_specs = tasks(grid)
     report = common.run_tasks([*(h for hs in heuristic_specs.values() for h in hs),
                                *(r for rs in run_specs.values() for r in rs)], opts)

@@ -35,9 +35,10 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from dgpg.config import overrides_json  # noqa: E402
-from dgpg.experiments import common, fig4  # noqa: E402
+from dgpg.experiments import common  # noqa: E402
 from dgpg.experiments.roads.routing import DOMAIN, TNTP, Network  # noqa: E402
 from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.experiments.tasks import HeuristicSpec  # noqa: E402
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "scorer": ({}, {}),
@@ -81,10 +82,10 @@ class Grid:
         return RunSpec("dgpg", net.n_agents, self.episodes, alpha=self.alpha, seeds=self.seeds,
                        overrides=overrides, domain=DOMAIN)
 
-    def optimum(self, net: Network, scenarios: str) -> fig4.HeuristicSpec:
+    def optimum(self, net: Network, scenarios: str) -> HeuristicSpec:
         """The task whose `so_return` is the SO's return on the test or validation scenarios."""
         overrides = overrides_json(env=dict(self.env) | net.env(self.tntp))
-        return fig4.HeuristicSpec(net.n_agents, ("so-sample",), overrides, scenarios=scenarios,
+        return HeuristicSpec(net.n_agents, ("so-sample",), overrides, scenarios=scenarios,
                                   domain=DOMAIN)
 
 
@@ -92,20 +93,18 @@ FULL = Grid()
 QUICK = Grid(networks=(Network("grid 3x3", 20, rows=3, cols=3),), episodes=10, seeds=1)
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None, network: str | None = None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, network: str | None = None,
+        **options: Any) -> dict[str, Any]:
     """Run (or resume) the ablation and draw its figure into `out`; returns the table rows.
     `network` (`--network`) is Sioux Falls' TNTP prefix."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
     if network is not None:
         grid = dataclasses.replace(grid, tntp=str(network))
-    elif not quick:
+    elif not opts.quick:
         print("roads-actors: no --network given, so Sioux Falls is left out", file=sys.stderr)
     if not grid.chosen():
         raise ValueError("no network to run: the grid's networks need --network "
                          "(a TNTP prefix) or other --agents")
-    opts = common.options(out, runs, backend, address, workers, progress)
     specs = {(net, v): grid.spec(net, v) for net in grid.chosen() for v in grid.variants}
     optima = {(net, s): grid.optimum(net, s) for net in grid.chosen()
               for s in ("test", "validation")}

@@ -25,10 +25,11 @@ from typing import Any
 
 from dgpg.config import overrides_json
 from dgpg.domains.roads import SPEC
-from dgpg.experiments import common, fig4
+from dgpg.experiments import common
 from dgpg.experiments.actors import actor_of
 from dgpg.experiments.panels import relative_cost_figure
 from dgpg.experiments.sweep import RunSpec
+from dgpg.experiments.tasks import LEARNERS, HeuristicSpec
 
 DOMAIN = SPEC.name
 HEURISTIC_STYLES = {"free-flow": "v", "fastest": "^", "random": "x", "so-sample": "s",
@@ -66,7 +67,7 @@ class Grid:
     """Only the networks with these N (None: all); `--agents`."""
     tntp: str | None = None
     """TNTP path prefix of the `kind="tntp"` network (Sioux Falls); None leaves it out."""
-    algos: tuple[str, ...] = fig4.LEARNERS
+    algos: tuple[str, ...] = LEARNERS
     episodes: int = 100
     alpha: float = 0.5
     seeds: int = 3
@@ -109,19 +110,18 @@ def tasks(grid: Grid) -> tuple[dict[Network, list[RunSpec]], dict[Network, list]
                              domain=DOMAIN)
                      for actor in grid.actors for algo in grid.algos]
         heuristics[net] = [
-            fig4.HeuristicSpec(net.n_agents, grid.heuristics, overrides, domain=DOMAIN),
-            fig4.HeuristicSpec(net.n_agents, ("so-sample",), overrides,
+            HeuristicSpec(net.n_agents, grid.heuristics, overrides, domain=DOMAIN),
+            HeuristicSpec(net.n_agents, ("so-sample",), overrides,
                                scenarios="validation", domain=DOMAIN)]
     return runs, heuristics
 
 
-def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str = "local",
-        address: str | None = None, workers: int | None = None, runs: Path | None = None,
-        grid: Grid | None = None, progress=None, network: str | None = None) -> dict[str, Any]:
+def run(out: Path, grid: Grid | None = None, network: str | None = None,
+        **options: Any) -> dict[str, Any]:
     """Run (or resume) the grid and draw the figure into `out`; returns the table rows.
     `network` (`--network`) sets the grid's TNTP network (Sioux Falls)."""
-    grid = common.pick_grid(grid, quick, seeds, QUICK, FULL)
-    if network is None and not quick:
+    grid, opts = common.prepare(out, grid, QUICK, FULL, **options)
+    if network is None and not opts.quick:
         print("roads: no --network given, so Sioux Falls is left out (the grid cities only)",
               file=sys.stderr)
     if network is not None:
@@ -129,7 +129,6 @@ def run(out: Path, quick: bool = False, seeds: int | None = None, backend: str =
     if not grid.chosen():
         raise ValueError("no network to run: the grid's networks need --network "
                          "(a TNTP prefix) or other --agents")
-    opts = common.options(out, runs, backend, address, workers, progress)
     run_specs, heuristic_specs = tasks(grid)
     report = common.run_tasks([*(h for hs in heuristic_specs.values() for h in hs),
                                *(r for rs in run_specs.values() for r in rs)], opts)
