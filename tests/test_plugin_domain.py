@@ -1,6 +1,8 @@
-"""A domain of one's own, outside the package: `examples/plugin_domain` (the `machines` domain)
-found through its entry point, trained by all three learners and evaluated from the command
-line; and the registry's behaviour with clashing, broken and Python-registered domains."""
+"""A domain of one's own, outside the package: `tests/data/legacy_plugin` (the `machines` domain,
+written against the seam's former spelling: `Observation(jobs=..., job_mask=...)` and a spec that
+names no J and K) found through its entry point, checked, trained by all three learners and
+evaluated from the command line, with deprecation warnings; and the registry's behaviour with
+clashing, broken and Python-registered domains."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dgpg import config
 from dgpg.domains import DomainError, DomainSpec, check_domain, get_domain, get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = ROOT / "examples" / "plugin_domain"
+PLUGIN = ROOT / "tests" / "data" / "legacy_plugin"
 SMALL = ["--agents", "2", "--set", "env.episode_steps=8"]
 
 
@@ -35,7 +37,7 @@ def _install(site: Path, entry_points: dict[str, str], name: str = "dgpg_machine
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    """The example installed into this process (and into subprocesses through PYTHONPATH)."""
+    """The legacy plug-in installed into this process (and into subprocesses through PYTHONPATH)."""
     site = tmp_path / "site"
     _install(site, {"machines": "dgpg_machines:SPEC"})
     monkeypatch.syspath_prepend(str(PLUGIN))
@@ -48,17 +50,23 @@ def plugin(tmp_path, monkeypatch):
     domains.refresh()
 
 
-def test_the_example_passes_check_domain(plugin):
-    report = check_domain(get_domain("machines"), config.make_env_config(3, {}, "machines"))
-    assert {"step", "vmap", "model aligned", "heuristic greedy"} <= set(report)
+def test_the_legacy_plugin_passes_check_domain_and_warns_with_the_new_spelling(plugin):
+    """The former names keep working; their use warns, naming what replaces them."""
+    with pytest.warns(DeprecationWarning) as caught:
+        report = check_domain(get_domain("machines"), config.make_env_config(3, {}, "machines"))
+    assert {"step", "vmap", "model aligned", "heuristic greedy", "slot_capacity"} <= set(report)
+    messages = {str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)}
+    for new in ("Observation.slots", "Observation.slot_mask", "slots_per_agent",
+                "candidates_per_slot"):
+        assert any(new in m for m in messages), f"no DeprecationWarning names {new}: {messages}"
 
 
 @pytest.mark.parametrize("algos", [
     ("dgpg",),
     pytest.param(("dgpg", "mappo", "ippo"), marks=pytest.mark.slow),  # about 80 s
 ])
-def test_the_learners_train_on_the_example_and_a_new_process_evaluates_it(plugin, tmp_path,
-                                                                        algos):
+def test_the_learners_train_on_the_legacy_plugin_and_a_new_process_evaluates_it(plugin, tmp_path,
+                                                                              algos):
     for algo in algos:
         out = tmp_path / algo
         code, _, err = run_cli(["train", "--domain", "machines", "--algo", algo, "--episodes",
