@@ -1,4 +1,5 @@
-"""dgpg: Descent-Guided Policy Gradient and the HeteroCloud scheduling environment."""
+"""dgpg: Descent-Guided Policy Gradient for cooperative multi-agent RL, with domains as plug-ins
+(`dgpg.domains`; `dgpg domains` lists the installed ones)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -17,8 +17,9 @@ from dgpg.cli import bench, domains, evaluate, plot, reproduce, train
 from dgpg.cli.common import DOMAIN_CONTEXT, CLIError, domain_options_help
 from dgpg.cli.evaluate import metrics_markdown, metrics_table
 
-ABOUT = ("Descent-Guided Policy Gradient for cooperative multi-agent RL, with the HeteroCloud "
-         "scheduling and RoadNet traffic-assignment domains and any installed plug-in domain.")
+ABOUT = ("Descent-Guided Policy Gradient for cooperative multi-agent RL, in every domain "
+         "installed (`dgpg domains` lists them; `dgpg domains --new NAME` starts one of "
+         "your own).")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help=ABOUT)
