@@ -219,7 +219,7 @@ def test_ray_backend(reference, tmp_path):
     forks no multithreaded JAX process."""
     pytest.importorskip("ray")
     out = tmp_path / "ray"
-    grid = json.dumps([dataclasses.asdict(s) for s in GRID])
+    grid = json.dumps([s.arguments() for s in GRID])
     done = subprocess.run([sys.executable, "-c", _RAY_DRIVER, grid, str(out)],
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -12,7 +12,7 @@ from dgpg.experiments.roads import routing as roads
 
 BRAESS = roads.Network("Braess", 1, kind=roads.TNTP)
 GRID = roads.Grid(networks=(roads.Network("grid 2x2", 3, rows=2, cols=2), BRAESS),
-                  n_agents=(1,), algos=("dgpg",), episodes=2, seeds=1,
+                  n_agents=(1,), algos=("dgpg",), actors=("scorer-id",), episodes=2, seeds=1,
                   env=(("episode_steps", 4), ("so_iterations", 5)))
 
 
@@ -20,7 +20,7 @@ GRID = roads.Grid(networks=(roads.Network("grid 2x2", 3, rows=2, cols=2), BRAESS
 def test_roads_reduced_trains_draws_and_resumes(tmp_path):
     braess_tntp(tmp_path)
     out, runs = tmp_path / "roads", tmp_path / "runs"
-    result = roads.run(out, grid=GRID, runs=runs, workers=1, tntp=str(tmp_path / "Braess"))
+    result = roads.run(out, grid=GRID, runs=runs, workers=1, network=str(tmp_path / "Braess"))
     for name in ("roads.png", "roads.csv", "roads_table.csv", "roads_heuristics.csv",
                  "roads.md"):
         assert (out / name).stat().st_size > 0, name
@@ -40,7 +40,7 @@ def test_roads_reduced_trains_draws_and_resumes(tmp_path):
     assert "grid 2x2" not in text  # --agents 1 left it out
 
     before = snapshot(runs, folders=False)
-    again = roads.run(out, grid=GRID, runs=runs, workers=1, tntp=str(tmp_path / "Braess"))
+    again = roads.run(out, grid=GRID, runs=runs, workers=1, network=str(tmp_path / "Braess"))
     assert snapshot(runs, folders=False) == before  # finished: nothing trained again
     assert again["rows"] == result["rows"]
 

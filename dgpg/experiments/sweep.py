@@ -176,11 +176,16 @@ class RunSpec:
         object.__setattr__(spec, "run", run)
         return spec
 
-    def __repr__(self) -> str:  # evaluable: the arguments of the constructor
+    def arguments(self) -> dict[str, Any]:
+        """The constructor's arguments that make this task (JSON-serialisable):
+        `RunSpec(**spec.arguments()) == spec`."""
         run = self.run
-        return (f"RunSpec({run.algo!r}, {run.n_agents}, {run.episodes}, alpha={run.alpha!r}, "
-                f"seed={run.seed}, seeds={run.seeds}, overrides={run.overrides!r}, "
-                f"model={run.model!r}, domain={run.domain!r})")
+        return {"algo": run.algo, "n_agents": run.n_agents, "episodes": run.episodes,
+                "alpha": run.alpha, "seed": run.seed, "seeds": run.seeds,
+                "overrides": run.overrides, "model": run.model, "domain": run.domain}
+
+    def __repr__(self) -> str:  # evaluable: the constructor's arguments
+        return "RunSpec(" + ", ".join(f"{k}={v!r}" for k, v in self.arguments().items()) + ")"
 
     def __getattr__(self, name: str) -> Any:  # the run's fields and its overrides text
         if name == "run":  # not set yet (unpickling)
