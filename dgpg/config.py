@@ -34,7 +34,10 @@ from dgpg.domains import DEFAULT_DOMAIN, DomainError, get_spec, names
 from dgpg.learners.config import ALGORITHMS, TUNED, TrainConfig
 
 NO_MODEL = "none"
-SECTIONS = ("run", "train", "env")
+SECTIONS = ("run", "train", "env", "model")
+MODEL_SECTION = "model"
+"""`model.FIELD` is the environment field `model_FIELD` of a domain with misspecification
+families (`DomainSpec.model_errors`): `--set model.error=0.3` sets `env.model_error`."""
 DEFAULT_RUN = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 """The run fields `dgpg train` uses when neither its options nor a file give them."""
 
@@ -289,6 +292,14 @@ def coerce(section: str, field: str, value: Any, domain: str | None = None) -> A
     is parsed); ConfigError if the key is unknown or the value has another type."""
     key = f"{section}.{field}"
     kind = settable_keys(domain).get(key)
+    if kind is None and key.startswith("env.model_"):
+        shown = shown_key(key)
+        others = [d for d in names() if key in settable_keys(d)]
+        if domain is None or not others:
+            raise ConfigError(f"unknown key {shown!r:.60}; see `dgpg train --help-keys` for "
+                              "the keys")
+        raise ConfigError(f"{shown} is not a key of the {domain} domain, whose model declares "
+                          f"no misspecification (it is one of {', '.join(others)})")
     if kind is None:
         if section in ("train", "env") and field in RUN_ONLY:
             target = "run.n_agents (--agents)" if field == "n_agents" else f"run.{field}"
@@ -342,8 +353,19 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
         if section not in SECTIONS:
             raise ConfigError(f"unknown section {section!r:.40} in --set {item!r:.60}; "
                               f"known: {', '.join(SECTIONS)}")
+        section, field = stored_key(section, field)
         sections.setdefault(section, {})[field] = coerce(section, field, value)
     return sections
+
+
+def stored_key(section: str, field: str) -> tuple[str, str]:
+    """Where `section.field` is stored: `model.FIELD` in the env section as `model_FIELD`."""
+    return ("env", f"model_{field}") if section == MODEL_SECTION else (section, field)
+
+
+def shown_key(key: str) -> str:
+    """How a stored key is written for users: `env.model_FIELD` as `model.FIELD`."""
+    return f"{MODEL_SECTION}.{key[len('env.model_'):]}" if key.startswith("env.model_") else key
 
 
 def read_file(path: Path) -> dict[str, dict[str, Any]]:
@@ -381,8 +403,9 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
         for field, value in fields.items():
             if section != "run" and field in RUN_ONLY:
                 continue  # config.json repeats the run's fields in train and env
+            where, name = stored_key(section, field)
             try:
-                sections.setdefault(section, {})[field] = coerce(section, field, value)
+                sections.setdefault(where, {})[name] = coerce(where, name, value)
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
     return sections
@@ -423,7 +446,7 @@ def differences(old: RunConfig, new: RunConfig,
 
 def _flat(run: RunConfig) -> dict[str, Any]:
     data = run.to_json()
-    return {f"{s}.{k}": v for s in SECTIONS for k, v in data[s].items()
+    return {f"{s}.{k}": v for s in ("run", "train", "env") for k, v in data[s].items()
             if f"{s}.{k}" in settable_keys(run.domain)}
 
 
@@ -446,7 +469,7 @@ def help_keys(domain: str = DEFAULT_DOMAIN) -> str:
         default = defaults[section][field]
         if section == "train" and field in ("learning_rate", "ent_coef"):
             default = ", ".join(f"{a} {TUNED[a][field]:g}" for a in ALGORITHMS)
-        lines.append(f"{key:<28} {_KIND_NAMES[kind]:<12} default {default}")
+        lines.append(f"{shown_key(key):<28} {_KIND_NAMES[kind]:<12} default {default}")
     return "\n".join(lines)
 
 

@@ -10,10 +10,11 @@ that passed. The rules: the configuration's contract (J and K as the spec names 
 shapes and dtypes of every function's output, `jit` and `vmap` equal to eager, determinism under
 a key, `metrics["reward"]` equal to the reward, every model's reference with (N, J)-leading
 leaves and a guidance loss that is non-negative and zero where the model's own greedy choice is,
-the loss under `vmap` over steps with a subsample of agents (what the update does), the
-heuristics' actions in range, the episode metrics and the compacted actor's buffer size.
-`check_contract(domain, config)` runs the cheap ones (imports and shapes, traced, not compiled)
-that the command line runs before any compilation.
+the loss under `vmap` over steps with a subsample of agents (what the update does), for each
+declared model error that the environment keeps the truth, the heuristics' actions in range, the
+episode metrics and the compacted actor's buffer size. `check_contract(domain, config)` runs the
+cheap ones (imports and shapes, traced, not compiled) that the command line runs before any
+compilation.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dgpg.domains.domain import Domain
+from dgpg.domains.fields import MODEL_ERROR_FIELDS
 from dgpg.domains.observation import Observation
 
 
@@ -319,6 +321,25 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
                                    f"subsample of agents ({type(e).__name__}: {e})"[:400]) \
                 from None
         _require(losses.shape == (2,), rule, "vmapped guidance_loss must give one loss per step")
+        ok(rule)
+
+    # ------------------------------------------------------------------ misspecified models
+    for kind in domain.spec.model_errors:
+        rule = f"model error {kind}"
+        missing = [f for f in MODEL_ERROR_FIELDS if not hasattr(config, f)]
+        _require(not missing, rule, f"a domain that declares model errors needs the "
+                                    f"configuration fields {', '.join(missing)}")
+        try:
+            wrong = dataclasses.replace(config, model_error=0.3, model_error_kind=kind)
+        except (TypeError, ValueError) as e:
+            raise DomainCheckError(f"{rule}: model_error=0.3, model_error_kind={kind!r} is "
+                                   f"refused ({e})") from None
+        _equal(reset(k_reset, wrong), state, rule, "reset with a misspecified model (the "
+                                                   "environment must keep the truth)")
+        _equal(step(k_step, state, actions, wrong), out, rule,
+               "step with a misspecified model (the environment must keep the truth)")
+        for name in domain.spec.models:
+            domain.make_model(name, wrong).reference(state, probs)  # builds and runs
         ok(rule)
 
     # ------------------------------------------------------------------ heuristics

@@ -90,6 +90,13 @@ class DomainSpec:
     """Episode metrics tabulated by `dgpg evaluate`, `return` first."""
     options: tuple[DomainOption, ...] = ()
     """Extra command-line options."""
+    model_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Misspecification families of the domain's analytical models: kind name -> one line on
+    what the model then believes, the default kind first (the systematic one). A domain that
+    declares any has configuration fields `model_error` (E, the relative size in [0, 1),
+    0 = exact), `model_error_kind` and `model_error_seed`, set as `--set model.error=E`,
+    `model.error_kind=NAME` and `model.error_seed=S`: the environment ignores them (it keeps
+    the truth), the models and the model-based heuristics use the belief."""
     sweep_key: str | None = None
     """"module:function" mapping a run's env overrides (a dict) to those that name it in a
     sweep's folder key, e.g. a network file as its digest rather than its path (None: as given)."""
@@ -106,7 +113,7 @@ class DomainSpec:
                 or name != name.lower()):
             raise DomainError(f"domain name {name!r:.40} must be lower-case letters, digits "
                               "and dashes, starting with a letter")
-        for field in ("models", "heuristics", "experiments"):
+        for field in ("models", "heuristics", "experiments", "model_errors"):
             value = getattr(self, field)
             if not isinstance(value, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):

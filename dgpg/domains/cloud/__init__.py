@@ -34,5 +34,11 @@ SPEC = DomainSpec(
     slots_per_agent="jobs_per_step",
     candidates_per_slot="n_candidates",
     reference="best-fit-central",
+    model_errors={
+        "systematic": "believed server efficiency off by 1 + E u_g per hardware generation g "
+                      "(u a seeded permutation of +1, 0, -1)",
+        "random": "believed server efficiency off by a seeded factor in [1 - E, 1 + E] per "
+                  "server",
+    },
     table_metrics=("return", "imbalance", "overload", "drop_rate", "slowdown", "throughput"),
 )

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from dgpg.domains.cloud.belief import believed
 from dgpg.domains.cloud.env import EnvConfig, EnvState, mean_work, server_loads
 
 STAND_INS = ("state", "mean-field")
@@ -181,6 +182,7 @@ class AlignedModel:
         return s * mean_work() if self.horizon == "lifetime" else s
 
     def reference(self, state: EnvState, probs: jax.Array | None = None) -> AlignedReference:
+        state = believed(state, self.config)  # the truth unless config.model_error > 0
         delta = placement_delta(state, self.config, probs, self.stand_in, self.horizon)
         cost = (delta - jnp.min(delta, axis=-1, keepdims=True)) / self.normaliser(state)[..., None]
         cost = jnp.where(state.jobs.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)

@@ -12,8 +12,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from dgpg.domains.cloud import parameters
+from dgpg.domains.cloud import SPEC, parameters
 from dgpg.domains.cloud.parameters import GENERATIONS, MAX_RATE_MULTIPLIER
+from dgpg.domains.fields import require_model_error
 
 # Mean arrivals per agent per step (lambda_bar). Calibrated so that under the `analytical` policy
 # the cluster's mean CPU utilisation is about 0.6 over a tidal period and about 0.9 at the peak;
@@ -63,6 +64,15 @@ class EnvConfig:
     """w_o: weight of the overload term in the team reward."""
     drop_weight: float = 10.0
     """w_d: weight of the drop-rate term in the team reward."""
+    model_error: float = 0.0
+    """E in [0, 1): how wrong the analytical models and model-based heuristics believe the
+    servers' efficiencies to be (`dgpg.domains.cloud.belief`; 0 = exact). The environment
+    ignores it. Set as `--set model.error=E`."""
+    model_error_kind: str = "systematic"
+    """The misspecification family: systematic (per hardware generation) or random (per
+    server). `--set model.error_kind=NAME`."""
+    model_error_seed: int = 0
+    """The family's seed. `--set model.error_seed=S`."""
 
     def __post_init__(self) -> None:
         ints = ("n_agents", "servers_per_agent", "max_candidates", "jobs_per_step", "slots",
@@ -103,6 +113,7 @@ class EnvConfig:
                              "indices (with servers_per_agent=2 and jobs_per_step=8: at most "
                              "16383)")
         self._check_array_sizes()
+        require_model_error(self, tuple(SPEC.model_errors))
 
     # Sizes of the fixed arrays against the load they must hold. A job that does not fit is not
     # lost without trace (shed and rejected jobs are counted), but a configuration in which the

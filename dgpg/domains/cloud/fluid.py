@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from dgpg.domains.cloud.belief import believed
 from dgpg.domains.cloud.env import EnvConfig, EnvState, server_loads
 from dgpg.domains.cloud.waterfill import water_level
 from dgpg.domains.cloud.workload import MEM_JOB
@@ -61,6 +62,7 @@ class WaterFillingModel:
 
     def reference(self, state: EnvState, probs: jax.Array | None = None) -> CloudReference:
         """The water-filling reference; `probs` is not used (the others are at p*)."""
+        state = believed(state, self.config)  # the truth unless config.model_error > 0
         sc, jobs = state.scenario, state.jobs
         cpu, mem, _ = server_loads(state.servers)
         is_mem = jobs.type == MEM_JOB

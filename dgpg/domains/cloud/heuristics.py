@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from dgpg.domains.cloud.aligned import greedy_placement
+from dgpg.domains.cloud.belief import believed
 from dgpg.domains.cloud.env import EnvConfig, EnvState, server_loads
 from dgpg.domains.cloud.fluid import WaterFillingModel
 
@@ -134,7 +135,8 @@ def best_fit_central(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.
 
 
 def analytical(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.Array:
-    """Sample each job's server from the water-filling reference p* (DG-PG's guidance target)."""
+    """Sample each job's server from the water-filling reference p* (the fluid model's guidance
+    target; under `model_error` > 0, the misspecified model's)."""
     probs = WaterFillingModel(config).reference(state).probs  # (N, J, K)
     return jax.random.categorical(key, jnp.log(probs + 1e-12), axis=-1).astype(jnp.int32)
 
@@ -142,5 +144,6 @@ def analytical(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.Array:
 def model_greedy(key: jax.Array, state: EnvState, config: EnvConfig) -> jax.Array:
     """Each job to the candidate whose expected potential change under the aligned model
     (`dgpg.domains.cloud.aligned`, lifetime horizon) is smallest, an agent's jobs one after another:
-    the alignment check of DG-PG's default model."""
-    return greedy_placement(state, config, horizon="lifetime")
+    the alignment check of DG-PG's default model. With `model_error` > 0 it places by the
+    misspecified model's belief (`dgpg.domains.cloud.belief`)."""
+    return greedy_placement(believed(state, config), config, horizon="lifetime")
