@@ -30,7 +30,8 @@ def _other_value(key: str, value):
     special = {"run.algo": "ippo", "run.model": "fluid", "run.alpha": 0.25,
                "train.gamma": 0.95, "train.gae_lambda": 0.9, "env.tide_amplitude": 0.4,
                "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp",
-               "run.domain": "roads", "env.model_error": 0.3, "env.model_error_kind": "random"}
+               "run.domain": "roads", "env.model_error": 0.3, "env.model_error_kind": "random",
+               "train.alpha_schedule": "linear", "train.guidance_scale": "slot"}
     if key in special:
         return special[key]
     if isinstance(value, bool):

@@ -15,6 +15,7 @@ from dgpg.domains.cloud.env import EnvConfig
 from dgpg.domains.cloud.fluid import WaterFillingModel
 from dgpg.domains.cloud.heuristics import analytical
 from dgpg.evaluation import VALIDATION_SEEDS, evaluate
+from dgpg.learners import ppo
 from dgpg.learners.ppo import (
     TrainConfig,
     ValueNorm,
@@ -329,3 +330,72 @@ def test_dgpg_aligned_stays_near_best_fit_central_n5(tmp_path, episodes, first):
     ref = float(evaluate(best_fit_central, run.env_config(), VALIDATION_SEEDS)["return"].mean())
     late = [val[e] for e in range(first, episodes + 1)]
     assert min(late) >= ref - 0.15 * abs(ref), (late, ref)
+
+
+def test_the_linear_schedule_moves_alpha_to_its_final_weight():
+    config = TrainConfig(algo="dgpg", alpha=0.9, alpha_schedule="linear", alpha_final=0.2,
+                         alpha_decay_episodes=10)
+    weights = [config.guidance_weight_at(e) for e in range(15)]
+    assert weights[0] == 0.9 and weights[5] == pytest.approx(0.55) and weights[10:] == [0.2] * 5
+    assert all(a >= b for a, b in zip(weights, weights[1:], strict=False))
+    traced = [float(ppo.guidance_weight(config, jnp.asarray(e))) for e in range(15)]
+    np.testing.assert_allclose(traced, weights, rtol=1e-6)
+    assert TrainConfig(algo="dgpg", alpha=0.7).guidance_weight_at(50) == 0.7  # fixed
+    assert TrainConfig(algo="mappo", alpha_schedule="linear").guidance_weight_at(0) == 0.0
+    for bad in ({"alpha_schedule": "cosine"}, {"alpha_final": 1.5}, {"guidance_scale": "z"},
+                {"alpha_decay_episodes": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+def test_slot_scaled_guidance_is_scale_free_and_points_where_the_model_does():
+    """A linear model whose costs are multiplied by 1000 gives the same slot-scaled loss and
+    gradient; the loss is 0 at the model's greedy choice and its gradient ranks the candidates
+    as the model's costs do."""
+    key = jax.random.key(0)
+    costs = jax.random.uniform(key, (2, 3, 4, 5))  # (B, N, J, K)
+    mask = jnp.ones((2, 3, 4), bool).at[0, 0, 0].set(False)
+
+    class Linear:
+        def __init__(self, scale):
+            self.scale = scale
+
+        def guidance_loss(self, probs, reference):
+            return jnp.sum(probs * reference * self.scale)
+
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(1), costs.shape), axis=-1)
+    small, large = (ppo.slot_scaled_guidance(Linear(s), probs, costs, mask) for s in (1, 1e3))
+    np.testing.assert_allclose(small, large, rtol=1e-5)
+    grad = jax.grad(lambda p: ppo.slot_scaled_guidance(Linear(1e3), p, costs, mask))(probs)
+    order = np.argsort(np.asarray(grad[1, 2, 3]))
+    np.testing.assert_array_equal(order, np.argsort(np.asarray(costs[1, 2, 3])))
+    greedy = jax.nn.one_hot(jnp.argmin(costs, axis=-1), 5)
+    assert float(ppo.slot_scaled_guidance(Linear(7.0), greedy, costs, mask)) == 0.0
+    assert 0.0 < float(small) < 1.0
+
+
+def test_after_its_decay_the_schedule_trains_as_the_final_weight_does():
+    """Episode 1 of a linear schedule 0.9 -> 0 over one episode is the update of alpha = 0 (to
+    float32 rounding: the weight is a traced number there, a constant in the fixed update); its
+    first episode is not (the weight is 0.9 there)."""
+    fixed0 = TrainConfig(algo="dgpg", alpha=0.0, **SMALL)
+    linear = TrainConfig(algo="dgpg", alpha=0.9, alpha_schedule="linear", alpha_final=0.0,
+                         alpha_decay_episodes=1, **SMALL)
+    first = init_runner(jax.random.key(0), fixed0, SMALL_ENV)
+    later = first.replace(episode=jnp.asarray(1, first.episode.dtype))
+    def gap(x, y):
+        return max(float(jnp.max(jnp.abs(u - v)))
+                   for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True))
+
+    (a, _), (b, _) = (_train_fn(c, SMALL_ENV)(later) for c in (fixed0, linear))
+    (c, _), (d, _) = (_train_fn(c, SMALL_ENV)(first) for c in (fixed0, linear))
+    assert gap(a.params["actor"], b.params["actor"]) < 1e-6
+    assert gap(c.params["actor"], d.params["actor"]) > 1e-4
+
+
+def test_slot_scaled_guidance_trains():
+    config = TrainConfig(algo="dgpg", guidance_scale="slot", **SMALL)
+    runner, metrics = _train_fn(config, SMALL_ENV)(init_runner(jax.random.key(0), config,
+                                                                SMALL_ENV))
+    assert 0.0 < float(metrics["guidance_loss"]) < 1.0
+    assert all(np.isfinite(float(v)) for v in metrics.values())

@@ -17,6 +17,12 @@ scorer without the derived after-placement features, an MLP over the flattened l
 observation, and the scorer plus a learned logit offset per (agent, slot) (`IdActor`)."""
 
 TRANSFERABLE_ACTORS = ("scorer", "scorer-raw", "mlp")
+
+ALPHA_SCHEDULES = ("fixed", "linear")
+"""How DG-PG's guidance weight moves over training (`TrainConfig.alpha_schedule`)."""
+
+GUIDANCE_SCALES = ("model", "slot")
+"""How DG-PG's guidance loss is scaled (`TrainConfig.guidance_scale`)."""
 """The actors with no parameter that depends on N: a policy trained at one N acts at any."""
 
 TUNED = {
@@ -81,6 +87,19 @@ class TrainConfig:
     id_per_slot: bool = True
     """`scorer-id` only: one offset per (agent, slot, candidate); False, one per (agent,
     candidate) shared by the agent's slots."""
+    alpha_schedule: str = "fixed"
+    """DG-PG only: `fixed`, alpha in every episode; `linear`, alpha in the first episode down
+    (or up) to `alpha_final` at episode `alpha_decay_episodes` + 1, then `alpha_final`, so that
+    the policy gradient can take the policy past a wrong model's choices."""
+    alpha_final: float = 0.2
+    """`linear` only: the guidance weight the schedule ends at, in [0, 1]."""
+    alpha_decay_episodes: int = 20
+    """`linear` only: the episodes over which the weight moves from alpha to alpha_final."""
+    guidance_scale: str = "model"
+    """DG-PG only: `model`, the model's guidance loss as it is (its gradient in its own cost
+    units); `slot`, each slot's guidance gradient over its candidates rescaled to the range
+    [0, 1] (the cheapest candidate 0, the dearest 1), so that the same alpha weighs the same
+    whatever units a model's costs are in."""
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -92,6 +111,14 @@ class TrainConfig:
             raise ValueError(f"actor must be one of {known}, got {self.actor!r:.40}")
         if self.model is not None and not isinstance(self.model, str):
             raise ValueError(f"model must be a model's name, got {self.model!r:.40}")
+        if self.alpha_schedule not in ALPHA_SCHEDULES:
+            raise ValueError(f"alpha_schedule must be one of {', '.join(ALPHA_SCHEDULES)}, got "
+                             f"{self.alpha_schedule!r:.40}")
+        if self.guidance_scale not in GUIDANCE_SCALES:
+            raise ValueError(f"guidance_scale must be one of {', '.join(GUIDANCE_SCALES)}, got "
+                             f"{self.guidance_scale!r:.40}")
+        if not (isinstance(self.alpha_final, int | float) and 0.0 <= self.alpha_final <= 1.0):
+            raise ValueError(f"alpha_final must be in [0, 1], got {self.alpha_final!r}")
         if not isinstance(self.id_per_slot, bool):
             raise ValueError(f"id_per_slot must be true or false, got {self.id_per_slot!r:.40}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
@@ -99,14 +126,28 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("update_epochs", "num_minibatches", "agents_per_minibatch", "hidden"):
+        for name in ("update_epochs", "num_minibatches", "agents_per_minibatch", "hidden",
+                     "alpha_decay_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
     @property
     def guidance_weight(self) -> float:
+        """The guidance weight of the first episode (0 for MAPPO and IPPO)."""
         return self.alpha if self.algo == "dgpg" else 0.0
+
+    def guidance_weight_at(self, episode: int) -> float:
+        """The guidance weight of the training episode `episode` (0-based): `alpha_schedule`
+        applied to alpha (0 for MAPPO and IPPO)."""
+        if self.algo != "dgpg":
+            return 0.0
+        if self.alpha_schedule == "fixed":
+            return self.alpha
+        done = max(episode, 0) / self.alpha_decay_episodes
+        if done >= 1:
+            return self.alpha_final
+        return self.alpha + (self.alpha_final - self.alpha) * done
 
     @property
     def central_critic(self) -> bool:

@@ -275,6 +275,29 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
 # --------------------------------------------------------------------------- loss and update
 
 
+def guidance_weight(config: TrainConfig, episode: jax.Array) -> jax.Array:
+    """`config.guidance_weight_at(episode)` for a traced episode count (0-based), float32."""
+    if config.algo != "dgpg" or config.alpha_schedule == "fixed":
+        return jnp.float32(config.guidance_weight)
+    done = jnp.clip(episode / config.alpha_decay_episodes, 0.0, 1.0)
+    return jnp.float32(config.alpha + (config.alpha_final - config.alpha) * done)
+
+
+def slot_scaled_guidance(model: Any, probs: jax.Array, reference: Any,
+                         mask: jax.Array) -> jax.Array:
+    """The guidance loss made scale-free: the model's guidance gradient at `probs`
+    (B, A, J, K), per slot rescaled over its candidates to [0, 1] (0 the model's best
+    candidate, 1 its worst), dotted with the probabilities and averaged over the pending
+    slots. Its gradient in `probs` points where the model's does, slot by slot, whatever units
+    the model's costs are in (for a loss linear in `probs`, such as the aligned models', the
+    model's per-candidate costs normalised per slot)."""
+    grad = jax.lax.stop_gradient(jax.vmap(jax.grad(model.guidance_loss))(probs, reference))
+    low = jnp.min(grad, axis=-1, keepdims=True)
+    span = jnp.max(grad, axis=-1, keepdims=True) - low
+    unit = jnp.where(span > 0, (grad - low) / jnp.where(span > 0, span, 1.0), 0.0)
+    return masked_mean(jnp.sum(probs * unit, axis=-1), mask)
+
+
 def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool = False):
     """Return `loss(params, batch) -> (total, aux)` on a minibatch of `rows` agent-steps
     (time steps x agents)."""
@@ -282,7 +305,9 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
     logits_of = actor_logits(actor, env_config, rows, dense)
     guided = config.algo == "dgpg"
     model = domain_of(env_config).make_model(config.model, env_config) if guided else None
-    alpha = config.guidance_weight
+    # a fixed weight stays a Python constant, as it always was (the same arithmetic, bit for
+    # bit); a scheduled one is the episode's, `batch["alpha"]` (`guidance_weight_at`)
+    fixed = None if guided and config.alpha_schedule != "fixed" else config.guidance_weight
 
     def loss(params, batch):
         traj: Trajectory = batch["traj"]
@@ -304,9 +329,13 @@ def make_loss(config: TrainConfig, env_config: EnvConfig, rows: int, dense: bool
 
         if traj.reference is not None:
             probs = jnp.exp(logp_all)
-            guidance = jax.vmap(model.guidance_loss)(probs, traj.reference).mean()
+            if config.guidance_scale == "slot":
+                guidance = slot_scaled_guidance(model, probs, traj.reference, mask)
+            else:
+                guidance = jax.vmap(model.guidance_loss)(probs, traj.reference).mean()
         else:
             guidance = jnp.zeros(())
+        alpha = batch["alpha"] if fixed is None else fixed
         actor_loss = (1.0 - alpha) * policy_loss + alpha * guidance
         total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
         aux = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
@@ -344,7 +373,7 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         if not config.central_critic:
             adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
         batch = {"traj": traj, "entities": entities, "context": context, "advantages": adv,
-                 "targets": targets, "agents": agents}
+                 "targets": targets, "agents": agents, "alpha": data["alpha"]}
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
         aux["grad_norm"] = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -366,7 +395,8 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
             traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda
         )
         value_norm = runner.value_norm.update(returns)
-        data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns)}
+        data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns),
+                "alpha": guidance_weight(config, runner.episode)}
         (params, opt_state, _, _), aux = jax.lax.scan(
             update_epoch, (runner.params, runner.opt_state, data, key), None,
             length=config.update_epochs,
