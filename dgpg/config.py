@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dgpg.domains import DEFAULT_DOMAIN, DomainError, get_spec, names
-from dgpg.learners.config import ALGORITHMS, TUNED, TrainConfig
+from dgpg.learners.config import ALGORITHMS, MODEL_ALGORITHMS, TUNED, TrainConfig
 
 NO_MODEL = "none"
 SECTIONS = ("run", "train", "env", "model")
@@ -115,7 +115,7 @@ class RunConfig:
             models = tuple(get_spec(self.domain).models)
         except DomainError as e:
             raise ConfigError(str(e)) from None
-        unused = self.algo != "dgpg"  # MAPPO and IPPO: "none", or any model (it is unused)
+        unused = self.algo not in MODEL_ALGORITHMS  # MAPPO, IPPO: "none", or any (unused)
         if self.model is not None and (not isinstance(self.model, str) or self.model not in (
                 *models, *((NO_MODEL,) if unused else ()))):  # a typo is refused everywhere
             where = "" if self.domain == DEFAULT_DOMAIN else f" in the {self.domain} domain"
@@ -146,7 +146,7 @@ class RunConfig:
         """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
         rate and entropy coefficient (`TUNED`), then `given`, then the run's own fields."""
         run = {"algo": self.algo, "alpha": self.alpha,
-               **({"model": self.model} if self.algo == "dgpg" else {})}
+               **({"model": self.model} if self.algo in MODEL_ALGORITHMS else {})}
         if isinstance(given, TrainConfig):
             fields = {k: v for k, v in dataclasses.asdict(given).items()
                       if k not in RUN_ONLY}

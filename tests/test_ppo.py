@@ -399,3 +399,36 @@ def test_slot_scaled_guidance_trains():
                                                                 SMALL_ENV))
     assert 0.0 < float(metrics["guidance_loss"]) < 1.0
     assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_the_modelled_difference_reward_credits_the_model_s_choice():
+    """For a linear model the credit of an agent is, per slot, the policy's expected cost minus
+    the cost of its action: positive for the cheapest candidate, negative for the dearest, zero
+    in expectation over the policy; slots with no decision count nothing."""
+    costs = jax.random.uniform(jax.random.key(2), (3, 2, 4))  # (N, J, K)
+    probs = jax.nn.softmax(jax.random.normal(jax.random.key(3), costs.shape), axis=-1)
+    mask = jnp.array([[True, True], [True, False], [False, False]])
+
+    class Linear:
+        def guidance_loss(self, p, reference):
+            return jnp.sum(p * reference)
+
+    best, worst = jnp.argmin(costs, axis=-1), jnp.argmax(costs, axis=-1)
+    credit = {name: np.asarray(ppo.difference_reward(Linear(), probs, costs, a, mask))
+              for name, a in (("best", best), ("worst", worst))}
+    assert np.all(credit["best"][:2] > 0) and np.all(credit["worst"][:2] < 0)
+    assert credit["best"][2] == credit["worst"][2] == 0.0
+    one = probs[:, :1]  # one slot per agent: the credit's expectation under the policy is 0
+    mean = sum(np.asarray(one[:, 0, k]) * np.asarray(ppo.difference_reward(
+        Linear(), one, costs[:, :1], jnp.full((3, 1), k), jnp.ones((3, 1), bool)))
+        for k in range(4))
+    np.testing.assert_allclose(mean, 0.0, atol=1e-6)
+
+
+def test_dr_trains_with_the_model_and_no_guidance_term():
+    config = TrainConfig(algo="dr", model="aligned", **SMALL)
+    runner, metrics = _train_fn(config, SMALL_ENV)(init_runner(jax.random.key(0), config,
+                                                                SMALL_ENV))
+    assert float(metrics["guidance_loss"]) == 0.0
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert config.uses_model and not TrainConfig(algo="mappo").uses_model

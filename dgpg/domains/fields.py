@@ -50,7 +50,7 @@ def require_model_error(config: Any, kinds: tuple[str, ...]) -> None:
                          f"{config.model_error_kind!r:.40}")
     require_int(config, "model_error_seed", 0)
     if config.model_error_seed > 2**31 - 1:
-        raise ValueError(f"model_error_seed must be < 2**31, got {config.model_error_seed!r}")
+        raise ValueError(f"model_error_seed must be < 2**31, got {config.model_error_seed!r:.40}")
     object.__setattr__(config, "model_error_seed", int(config.model_error_seed))
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-ALGORITHMS = ("dgpg", "mappo", "ippo")
+ALGORITHMS = ("dgpg", "mappo", "ippo", "dr")
+"""DG-PG; MAPPO and IPPO (no model); `dr`, PPO on modelled difference rewards (each agent's
+advantage from the same analytical model DG-PG is guided by, the closest prior method)."""
+
+MODEL_ALGORITHMS = ("dgpg", "dr")
+"""The algorithms that use the domain's analytical model."""
 
 ACTOR_NAMES = ("scorer", "scorer-raw", "mlp", "scorer-id")
 """The actors `dgpg.learners.networks.make_actor` builds: the pair scorer (default), the same
@@ -29,17 +34,20 @@ TUNED = {
     "dgpg": {"learning_rate": 1e-3, "ent_coef": 0.003},
     "mappo": {"learning_rate": 3e-3, "ent_coef": 0.01},
     "ippo": {"learning_rate": 1e-3, "ent_coef": 0.01},
+    "dr": {"learning_rate": 1e-3, "ent_coef": 0.003},
 }
 """Learning rate and entropy coefficient of each algorithm: the best validation return of the
 first 3 x 3 sweep for each (N = 10, 20 episodes, 2 seeds, scored on the last episode alone).
 `dgpg reproduce tuning` runs that grid again with a 5-episode score and picks other pairs
 (results/tuning/tuning.md); every run below N = 50 was trained with these. Every other
-hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's."""
+hyperparameter is shared. `dgpg train` uses these; `TrainConfig()` alone has DG-PG's. `dr` has
+DG-PG's pair until a sweep of its own picks one."""
 
 TUNED_AT_SCALE = {
     "dgpg": {"learning_rate": 3e-3, "ent_coef": 0.003},
     "mappo": {"learning_rate": 1e-3, "ent_coef": 0.003},
     "ippo": {"learning_rate": 3e-3, "ent_coef": 0.0},
+    "dr": {"learning_rate": 3e-3, "ent_coef": 0.003},
 }
 """The same for N = 50 (100 episodes, 2 seeds; `dgpg reproduce tuning`, results/tuning): what
 figure 4 trains with from N = 50 on."""
@@ -50,12 +58,12 @@ class TrainConfig:
     """Hyperparameters, identical for DG-PG, MAPPO and IPPO unless stated."""
 
     algo: str = "dgpg"
-    """dgpg, mappo or ippo."""
+    """dgpg, mappo, ippo or dr (`ALGORITHMS`)."""
     alpha: float = 0.5
     """Guidance weight of DG-PG in [0, 1]; MAPPO and IPPO ignore it (weight 0)."""
     model: str | None = None
-    """DG-PG's analytical model, one of the domain's (`DomainSpec.models`; None: the domain's
-    default, its first); MAPPO and IPPO build none."""
+    """The analytical model of DG-PG and dr, one of the domain's (`DomainSpec.models`; None:
+    the domain's default, its first); MAPPO and IPPO build none."""
     learning_rate: float = 1e-3
     """Adam step size, actor and critic."""
     ent_coef: float = 0.003
@@ -148,6 +156,11 @@ class TrainConfig:
         if done >= 1:
             return self.alpha_final
         return self.alpha + (self.alpha_final - self.alpha) * done
+
+    @property
+    def uses_model(self) -> bool:
+        """DG-PG and dr use the domain's analytical model (`MODEL_ALGORITHMS`)."""
+        return self.algo in MODEL_ALGORITHMS
 
     @property
     def central_critic(self) -> bool:

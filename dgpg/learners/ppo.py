@@ -1,10 +1,12 @@
-"""One PPO-family learner with parameter sharing: DG-PG, MAPPO and IPPO (docs/design.md, sections
-4-5).
+"""One PPO-family learner with parameter sharing: DG-PG, MAPPO, IPPO and dr (docs/design.md,
+sections 4-5).
 
-The three algorithms share the actor network and every hyperparameter; they differ only in
+The algorithms share the actor network and every hyperparameter; they differ only in
     MAPPO  centralised critic on the global state,
     IPPO   local critic on each agent's observation,
-    DG-PG  MAPPO plus the guidance loss: (1 - alpha) * L_PPO + alpha * guidance.
+    DG-PG  MAPPO plus the guidance loss: (1 - alpha) * L_PPO + alpha * guidance,
+    dr     MAPPO's critic, but each agent's advantage is its modelled difference reward from
+           the same analytical model (`difference_reward`) instead of the team's GAE.
 DG-PG with alpha = 0 is exactly MAPPO.
 
 One update per episode: `make_train_episode(config, env_config)` returns a pure function
@@ -90,6 +92,7 @@ class Trajectory:
     values: jax.Array  # (T,) central or (T, N) local, denormalised
     rewards: jax.Array  # (T,)
     reference: Any  # the model's reference, leading axes (T, N, J); DG-PG only
+    credit: Any = None  # (T, N) each agent's modelled difference reward; dr only
 
 
 def _networks(config: TrainConfig, env_config: EnvConfig):
@@ -234,13 +237,26 @@ def make_value_fn(config: TrainConfig, env_config: EnvConfig):
     return value_of
 
 
+def difference_reward(model: Any, probs: jax.Array, reference: Any, actions: jax.Array,
+                      mask: jax.Array) -> jax.Array:
+    """Each agent's modelled difference reward (N,) (Wolpert & Tumer 2001; Proper & Tumer
+    2013): over its pending slots, the model's cost of the slot's counterfactual, the policy's
+    expected placement, minus the cost of the candidate it took. The model's per-candidate cost
+    is its guidance loss's gradient in the probabilities (for the linear aligned models, their
+    per-candidate costs); its scale drops out when the advantages are normalised."""
+    cost = jax.lax.stop_gradient(jax.grad(model.guidance_loss)(probs, reference))  # (N, J, K)
+    expected = jnp.sum(probs * cost, axis=-1)
+    taken = jnp.take_along_axis(cost, actions[..., None], axis=-1)[..., 0]
+    return jnp.sum(jnp.where(mask, expected - taken, 0.0), axis=-1)
+
+
 def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False):
     """Return `rollout(params, key, scenario_key) -> (Trajectory, last_value, metrics)`."""
     domain = domain_of(env_config)
     actor = _networks(config, env_config)[0]
     logits_of = actor_logits(actor, env_config, env_config.n_agents, dense)
     guided = config.algo == "dgpg"
-    model = domain.make_model(config.model, env_config) if guided else None
+    model = domain.make_model(config.model, env_config) if config.uses_model else None
     value_of = make_value_fn(config, env_config)
 
     def rollout(params, value_norm: ValueNorm, key: jax.Array, scenario_key: jax.Array):
@@ -256,12 +272,14 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
             )[..., 0]
             value = value_of(params, state, obs, value_norm)
             entities, context = domain.global_state(state, env_config)
-            reference = (model.reference(state, jax.nn.softmax(logits, axis=-1)) if guided
-                         else None)
+            probs = jax.nn.softmax(logits, axis=-1)
+            reference = model.reference(state, probs) if model is not None else None
+            credit = (difference_reward(model, probs, reference, actions, obs.slot_mask)
+                      if config.algo == "dr" else None)
             next_state, reward, metrics = domain.step(k_env, state, actions, env_config)
             metrics = {**metrics, "reward": reward}  # a domain need not report it
             transition = Trajectory(obs, entities, context, actions, log_probs, value, reward,
-                                    reference)
+                                    reference if guided else None, credit)
             return next_state, (transition, metrics)
 
         keys = jax.random.split(key, env_config.episode_steps)
@@ -367,11 +385,13 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         entities, context = full.entities[t_idx], full.context[t_idx]
         # one gather of (steps, agents) per leaf: at large N, gathering the steps first would
         # copy every agent's data before the subsample
-        traj = full.replace(entities=None, context=None, values=None, rewards=None)
+        traj = full.replace(entities=None, context=None, values=None, rewards=None, credit=None)
         traj = jax.tree.map(lambda x: x[t_idx[:, None], agents[None, :]], traj)
         adv, targets = data["advantages"][t_idx], data["targets"][t_idx]
+        if adv.ndim == 2:  # per agent: IPPO's local critic, dr's credit
+            adv = jnp.take(adv, agents, axis=1)
         if not config.central_critic:
-            adv, targets = jnp.take(adv, agents, axis=1), jnp.take(targets, agents, axis=1)
+            targets = jnp.take(targets, agents, axis=1)
         batch = {"traj": traj, "entities": entities, "context": context, "advantages": adv,
                  "targets": targets, "agents": agents, "alpha": data["alpha"]}
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
@@ -394,6 +414,8 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         advantages, returns = gae(
             traj.rewards, traj.values, last_value, config.gamma, config.gae_lambda
         )
+        if config.algo == "dr":  # the actor follows the modelled credit; the critic still learns
+            advantages = traj.credit
         value_norm = runner.value_norm.update(returns)
         data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns),
                 "alpha": guidance_weight(config, runner.episode)}
