@@ -5,9 +5,12 @@ output folder
 
     config.json          the run's configuration
     metrics.csv          one row per episode and seed
-    checkpoints/last.ckpt  everything needed to resume (written atomically every episode)
+    checkpoints/last.ckpt  everything needed to resume (written atomically every episode): the
+                         learner states, whose actors are the current (at the end: final) ones,
+                         and the best actors
     checkpoints/best.ckpt  per seed, the actor with the highest validation return so far
-    summary.json         test evaluation of the best checkpoints, convergence, wall time
+    summary.json         test evaluation of the best checkpoints and of the final policies,
+                         convergence, wall time
 
 Every file is written atomically (dgpg.atomic). Within an episode last.ckpt is written last: it
 is the commit point. A run killed at any moment leaves the files of its last committed episode
@@ -129,6 +132,23 @@ def episodes_to_converge(val_returns: np.ndarray, reference: float) -> int | Non
     if first_good >= rolling.size:
         return None
     return int(first_good + CONVERGENCE_WINDOW)
+
+
+def episodes_to_settle(val_returns: np.ndarray, reference: float) -> int | None:
+    """First episode (1-based) from which every value of `val_returns` stays within
+    CONVERGENCE_TOLERANCE of `reference` (or better) to the last one; None if the last is not
+    (or there is none). Unlike `episodes_to_converge` there is no rolling window: a curve good
+    from the start settles in episode 1."""
+    val_returns = np.asarray(val_returns, dtype=np.float64).reshape(-1)
+    if val_returns.size == 0:
+        return None
+    ok = val_returns >= reference - CONVERGENCE_TOLERANCE * abs(reference)
+    bad = np.nonzero(~ok)[0]
+    if bad.size == 0:
+        return 1
+    if bad[-1] == val_returns.size - 1:
+        return None
+    return int(bad[-1] + 2)
 
 
 def _where_seed(pick: np.ndarray, new: Any, old: Any) -> Any:
@@ -278,31 +298,62 @@ def train(
     if start >= run.episodes and (summary := read_summary(out / "summary.json")) is not None:
         return summary
     phase("test")
-    return _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0)
+    return _summarise(out, run, tcfg, ecfg, best_actor, runners.params["actor"], best_val, rows,
+                      t0)
 
 
-def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str, Any]:
-    """Test evaluation of the best checkpoints and the run's summary.json."""
-    # greedy and sampled policies (docs/design.md, section 6), all seeds at once: (seeds, scenarios)
-    test_matrix = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(best_actor), np.float64)
-    sampled_matrix = np.asarray(
-        make_validator(tcfg, ecfg, SAMPLED_TEST_SEEDS, greedy=False)(best_actor), np.float64)
-    per_seed = [{"seed": run.seed + i, "best_val_return": float(best_val[i]),
-                 "test_return": mean_ci(test_matrix[i])[0],
-                 "test_return_sampled": mean_ci(sampled_matrix[i])[0]}
-                for i in range(run.seeds)]
-    test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
-    sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
+def same_actor_per_seed(a: Any, b: Any) -> np.ndarray:
+    """Per seed (leading axis), whether the actor parameters `a` and `b` are equal."""
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    same = np.ones(np.shape(leaves_a[0])[0], dtype=bool)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        same &= (x == y).reshape(x.shape[0], -1).all(axis=1)
+    return same
+
+
+def _test_matrices(tcfg, ecfg, actor) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, scenarios) test returns of the greedy policies on the test scenarios and of the
+    sampled ones on SAMPLED_TEST_SEEDS (docs/design.md, section 6), all seeds at once."""
+    greedy = np.asarray(make_validator(tcfg, ecfg, TEST_SEEDS)(actor), np.float64)
+    sampled = np.asarray(make_validator(tcfg, ecfg, SAMPLED_TEST_SEEDS, greedy=False)(actor),
+                         np.float64)
+    return greedy, sampled
+
+
+def _summarise(out, run, tcfg, ecfg, best_actor, final_actor, best_val, rows,
+               t0) -> dict[str, Any]:
+    """Test evaluation of the best checkpoints and of the final policies, and the run's
+    summary.json. A seed whose final actor is its best one has the same test returns; when every
+    seed's is, the final policies are not evaluated again."""
+    test_matrix, sampled_matrix = _test_matrices(tcfg, ecfg, best_actor)
+    final_is_best = same_actor_per_seed(final_actor, best_actor)
+    if final_is_best.all():
+        final_matrix, final_sampled_matrix = test_matrix, sampled_matrix
+    else:  # all seeds in one call (the compiled program's shape), equal ones give equal returns
+        final_matrix, final_sampled_matrix = _test_matrices(tcfg, ecfg, final_actor)
+    val_curves = np.array([[float(r["val_return"]) for r in rows if int(r["episode"]) == e]
+                           for e in range(1, run.episodes + 1)])  # (episodes, seeds)
     domain = domain_of(ecfg)  # its reference heuristic, the line every run is compared with
     seeds = (*VALIDATION_SEEDS, *TEST_SEEDS)
     reference = reference_returns(ecfg, seeds, lambda: evaluate(
         domain.heuristics[domain.reference], ecfg, seeds)["return"])
     reference_val = mean_ci(reference[:len(VALIDATION_SEEDS)])[0]
     reference_test = mean_ci(reference[len(VALIDATION_SEEDS):])[0]
-    val_curve = np.array([
-        np.mean([float(r["val_return"]) for r in rows if int(r["episode"]) == e])
-        for e in range(1, run.episodes + 1)
-    ])
+    val_curve = val_curves.mean(axis=1)
+    per_seed = [{"seed": run.seed + i, "best_val_return": float(best_val[i]),
+                 "test_return": mean_ci(test_matrix[i])[0],
+                 "test_return_sampled": mean_ci(sampled_matrix[i])[0],
+                 "last_val_return": float(val_curves[-1, i]),
+                 "final_is_best": bool(final_is_best[i]),
+                 "final_test_return": mean_ci(final_matrix[i])[0],
+                 "final_test_return_sampled": mean_ci(final_sampled_matrix[i])[0],
+                 "episodes_to_settle": episodes_to_settle(val_curves[:, i], reference_val)}
+                for i in range(run.seeds)]
+    test_mean, test_ci = mean_ci(np.mean(test_matrix, axis=0))
+    sampled_mean, sampled_ci = mean_ci(np.mean(sampled_matrix, axis=0))
+    final_mean, final_ci = mean_ci(np.mean(final_matrix, axis=0))
+    final_sampled_mean, final_sampled_ci = mean_ci(np.mean(final_sampled_matrix, axis=0))
     summary = {
         "algo": run.algo,
         "n_agents": run.n_agents,
@@ -312,29 +363,45 @@ def _summarise(out, run, tcfg, ecfg, best_actor, best_val, rows, t0) -> dict[str
         "best_val_return": float(np.mean(best_val)),
         "test_return": test_mean,
         "test_return_ci": test_ci,
+        "test_scenarios": len(TEST_SEEDS),
         "test_return_sampled": sampled_mean,
         "test_return_sampled_ci": sampled_ci,
         "test_sampled_scenarios": len(SAMPLED_TEST_SEEDS),
+        "last_val_return": float(val_curve[-1]),
+        "final_test_return": final_mean,
+        "final_test_return_ci": final_ci,
+        "final_test_return_sampled": final_sampled_mean,
+        "final_test_return_sampled_ci": final_sampled_ci,
         "model": run.model,
         "domain": run.domain,
         "reference": domain.reference,
         "episodes_to_converge": episodes_to_converge(val_curve, reference_val),
+        "episodes_to_settle": episodes_to_settle(val_curve, reference_val),
         "reference_val_return": reference_val,
         "reference_test_return": reference_test,
         "wall_seconds": time.perf_counter() - t0,
         "per_seed": per_seed,
     }
-    if not all(math.isfinite(v) for v in (test_mean, test_ci)):
+    if not all(math.isfinite(v) for v in (test_mean, test_ci, final_mean, final_ci)):
         raise RunError("test evaluation produced a non-finite return")
     atomic.write_json(out / "summary.json", summary)
     return summary
 
 
-def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
-    """Actor parameters (stacked over seeds) and the TrainConfig of a checkpoint or run folder."""
+def load_actor(path: Path, final: bool | None = None) -> tuple[TrainConfig, Any, dict[str, Any]]:
+    """Actor parameters (stacked over seeds) and the TrainConfig of a checkpoint or run folder.
+
+    Which actors: a best.ckpt holds each seed's best-on-validation actor; a last.ckpt holds the
+    learner states, whose actors are the current ones (after the last episode: the final
+    policies), and the best actors. By default (`final=None`) a file gives what it is for: the
+    best actors of a best.ckpt, the current actors of a last.ckpt; a run folder gives its
+    best.ckpt's. `final=True` asks for the current actors (a run folder: its last.ckpt; a
+    best.ckpt is refused with CheckpointError), `final=False` for the best ones (a last.ckpt's
+    best actors, a run folder's best.ckpt). The metadata returned is the checkpoint's, with
+    "actors" added: "final" or "best", the actors returned."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "best.ckpt"
+        path = path / "checkpoints" / ("last.ckpt" if final else "best.ckpt")
     meta, state = checkpoint.read(path)
     stored = meta.get("config", {}).get("run") if isinstance(meta.get("config"), dict) else None
     domain = stored.get("domain", DEFAULT_DOMAIN) if isinstance(stored, dict) else None
@@ -349,30 +416,44 @@ def load_actor(path: Path) -> tuple[TrainConfig, Any, dict[str, Any]]:
     except (TypeError, ValueError) as e:
         raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run configuration "
                                          f"({e})") from None
+    if final and "actor" in state:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} holds only the best-on-validation actors; the final policies "
+            "are in the run's checkpoints/last.ckpt")
     tcfg = run.train_config()
     template_env = run.env_config()  # the mlp actor's input size depends on K (and so on N)
     keys = jnp.stack([jax.random.key(i) for i in range(run.seeds)])
     template = jax.vmap(lambda k: init_runner(k, tcfg, template_env))(keys).params["actor"]
     if "actor" in state:
         actor = checkpoint.restore({"actor": template}, state, path)["actor"]
+        which = "best"
     else:
         runners: Runner = jax.vmap(lambda k: init_runner(k, tcfg, template_env))(keys)
         restored = checkpoint.restore({"runners": runners, "best_actor": template}, state, path)
-        actor = restored["best_actor"]
-    return tcfg, actor, meta
+        which = "best" if final is False else "final"
+        actor = restored["best_actor"] if which == "best" else restored["runners"].params["actor"]
+    return tcfg, actor, {**meta, "actors": which}
 
 
-def checkpoint_policies(path: Path, n_agents: int | None = None,
+def checkpoint_policies(path: Path, n_agents: int | None = None, final: bool | None = None,
                         ) -> tuple[dict[str, Any], RunConfig, TrainConfig]:
     """The greedy policy of every seed stored in a checkpoint (or a run folder's best.ckpt),
     named "ALGO (seed S)", with the run's configuration and hyperparameters; CheckpointError or
-    ConfigError if it cannot be read. With `n_agents` other than the run's, the names add
-    "trained at N = n" (see `transfer_problem` for when a policy can act at another N)."""
-    tcfg, params, meta = load_actor(path)
+    ConfigError if it cannot be read. Which actors: `load_actor`'s `final`; the final policies
+    (a last.ckpt's current actors) are named "ALGO (seed S, final)", or "ALGO (seed S, episode
+    E of T)" when the run stopped before its last episode. With `n_agents` other than
+    the run's, the names add "trained at N = n" (see `transfer_problem` for when a policy can
+    act at another N)."""
+    tcfg, params, meta = load_actor(path, final)
     run = RunConfig.from_dict(meta["config"]["run"])
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     moved = n_agents is not None and n_agents != run.n_agents
-    suffix = f", trained at N = {run.n_agents}" if moved else ""
+    suffix = ""
+    if meta["actors"] == "final":  # a last.ckpt of an unfinished run: its latest actors
+        episode = meta.get("episode")
+        suffix = (f", episode {episode} of {run.episodes}"
+                  if isinstance(episode, int) and episode < run.episodes else ", final")
+    suffix += f", trained at N = {run.n_agents}" if moved else ""
     policies = {f"{run.algo} (seed {run.seed + i}{suffix})": make_policy(
         tcfg, jax.tree.map(lambda x, i=i: x[i], params), greedy=True) for i in range(n_seeds)}
     return policies, run, tcfg

@@ -328,8 +328,28 @@ def test_evaluate_refuses_bad_input(area, data):
                                               _opt("--checkpoint", _NUL))),
         "scenarios": (_opt("--scenarios", _good_int(1, 40)), _opt("--scenarios", _bad_int(1, 40))),
         "json": _flag("--json"),
+        "final": _flag("--final"),
     }
     _check_refused(area, _argv(data, "evaluate", options))
+
+
+def test_evaluate_final_needs_the_final_policies(area):
+    """--final asks for a run's final policies: refused without a checkpoint, for a run folder
+    without last.ckpt and for a best.ckpt, which holds the best-on-validation actors only."""
+    line = _check_refused(area, ["evaluate", "--final", "--policy", "all"])
+    assert "--final applies to a --checkpoint" in line
+    line = _check_refused(area, ["evaluate", "--final", "--checkpoint", str(area.empty)])
+    assert "checkpoint not found" in line and "last.ckpt" in line
+    best = area.root / "best_only" / "checkpoints" / "best.ckpt"
+    best.parent.mkdir(parents=True)
+    checkpoint.save(best, {"actor": {"w": np.zeros(3, np.float32)}},
+                    {"episode": 1, "config": RunConfig("dgpg", 2, 3).to_json()})
+    for target in (best, best.parent.parent / "checkpoints" / "best.ckpt"):
+        line = _check_refused(area, ["evaluate", "--final", "--checkpoint", str(target)])
+        assert "holds only the best-on-validation actors" in line and str(best) in line
+    line = _check_refused(area, ["evaluate", "--final", "--checkpoint",
+                                 str(best.parent.parent)])  # a run folder without last.ckpt
+    assert "checkpoint not found" in line
 
 
 @CLI_SETTINGS

@@ -426,6 +426,69 @@ def test_alignment_and_ablation_reduced(runs, tmp_path):
     assert "| 2 | aligned | 0.5 |" in (tmp_path / "ablation" / "ablation.md").read_text()
 
 
+def _table_rows(summary: dict, values: np.ndarray) -> dict:
+    from dgpg.experiments import common
+
+    spec = RunSpec("dgpg", 5, values.shape[0], alpha=0.5, seeds=values.shape[1])
+    return common.run_row(spec, summary, values) | {
+        "model": "aligned", "actor": "scorer", "learner": "DG-PG (aligned)",
+        "val_return_at_10": None, "least_loaded_test_return": -20.0,
+        **{f"{h}_val_return": -10.0 for h in ("best-fit-central", "least-loaded",
+                                              "model-greedy")}}
+
+
+def _tables(row: dict) -> dict[str, str]:
+    """Every Markdown table built from `common.run_row`, of one row."""
+    return {"fig2": fig2.markdown([row], fig2.QUICK), "fig3": fig3.markdown([row], fig3.QUICK),
+            "fig5": fig5.markdown([row], fig5.QUICK),
+            "ablation": ablation.ablation_markdown([row], ablation.QUICK),
+            "actors": actors.markdown([row], actors.QUICK),
+            "alignment": alignment.curves_markdown([row])}
+
+
+def test_tables_read_old_summaries_and_show_settling_and_both_policies():
+    """A committed run whose summary predates the sampled and the final policies' test returns
+    and episodes_to_settle: the tables show "-" for those returns and compute settling from the
+    run's metrics.csv. A summary that has them: greedy and sampled, best and final, side by
+    side, and episodes to settle, which can be 1."""
+    from dgpg.config import read_summary
+    from dgpg.experiments import common, curves
+    from dgpg.training import episodes_to_settle
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "train" / "dgpg_n5"
+    old = read_summary(folder / "summary.json")
+    assert "test_return_sampled" not in old and "episodes_to_settle" not in old
+    values = common.val_curves(folder)
+    row = _table_rows(old, values)
+    ref = old["reference_val_return"]
+    assert row["episodes_to_settle"] == episodes_to_settle(values.mean(axis=1), ref)
+    assert json.loads(row["episodes_to_settle_per_seed"]) == [
+        episodes_to_settle(values[:, s], ref) for s in range(values.shape[1])]
+    assert row["test_return_sampled"] is None and row["final_test_return"] is None
+    assert common.return_cells(row) == [common.pm(old["test_return"], old["test_return_ci"]),
+                                        "-", "-", "-"]
+    for name, text in _tables(row).items():
+        assert "| settle |" in text or "| settle " in text, name
+        assert "converge" not in text.split("\n\n")[1], name  # the table shows settling
+        assert "| - | - | - |" in text, name
+    label, shown, summary = curves.load_curve(folder)
+    assert summary["episodes_to_settle"] == row["episodes_to_settle"]
+    assert "| - | - | - |" in curves.summary_table([(label, 3, summary)])
+
+    good = np.full((4, 2), -10.0)  # within 10 % of the reference from the first episode
+    new = {**old, "reference_val_return": -10.0, "test_return_sampled": -12.5,
+           "test_return_sampled_ci": 1.5, "final_test_return": -11.25,
+           "final_test_return_ci": 0.75, "final_test_return_sampled": -13.5,
+           "final_test_return_sampled_ci": 2.5, "episodes_to_settle": 1}
+    row = _table_rows(new, good)
+    assert row["episodes_to_settle"] == 1 and row["settled_seeds"] == 2
+    assert common.return_cells(row) == [common.pm(old["test_return"], old["test_return_ci"]),
+                                        "-12.50 ± 1.50", "-11.25 ± 0.75", "-13.50 ± 2.50"]
+    for name, text in _tables(row).items():
+        assert " | ".join(common.return_cells(row)) in text, name
+    assert " | ".join(common.return_cells(row)) in curves.summary_table([("run", 2, new)])
+
+
 @pytest.mark.slow  # about 35 s; the estimator's tests below stay in the default suite
 def test_variance_reduced(tmp_path):
     grid = variance.Grid(n_agents=(2, 3), seeds=2, rollouts=6, horizon=5, chunk=6, hidden=8)

@@ -36,6 +36,7 @@ from dgpg.training import (
     RunConfig,
     RunError,
     episodes_to_converge,
+    episodes_to_settle,
     load_actor,
     make_validator,
     metric_columns,
@@ -268,10 +269,35 @@ def test_load_actor_restores_the_best_actor(ref_run):
     np.testing.assert_allclose(val, meta["best_val"], rtol=1e-6)
     np.testing.assert_allclose(val, [s["best_val_return"] for s in summary["per_seed"]],
                                rtol=1e-6)
+    assert meta["actors"] == "best"
     # last.ckpt (the resume state) holds the same best actor
-    _, from_last, _ = load_actor(out / "checkpoints" / "last.ckpt")
+    _, from_last, last_meta = load_actor(out / "checkpoints" / "last.ckpt", final=False)
+    assert last_meta["actors"] == "best"
     for a, b in zip(jax.tree.leaves(actor), jax.tree.leaves(from_last), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_load_actor_gives_the_final_actor_of_last_ckpt(ref_run):
+    """A last.ckpt (or a run folder with final=True) gives the actors after the last episode,
+    whose validation returns are the last episode's in metrics.csv; a best.ckpt has none."""
+    out, summary = ref_run
+    last = out / "checkpoints" / "last.ckpt"
+    _, final, meta = load_actor(last)
+    _, from_folder, folder_meta = load_actor(out, final=True)
+    assert meta["actors"] == folder_meta["actors"] == "final"
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(from_folder), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    validate = make_validator(RUN.train_config(), RUN.env_config(), VALIDATION_SEEDS)
+    val = np.asarray(validate(final), np.float64).mean(axis=1)
+    last_rows = [float(r["val_return"]) for r in _rows(out) if int(r["episode"]) == EPISODES]
+    np.testing.assert_allclose(val, last_rows, rtol=1e-6)
+    np.testing.assert_allclose(val, [s["last_val_return"] for s in summary["per_seed"]],
+                               rtol=1e-6)
+    # in this run no seed's best validation return is its last episode's: different actors
+    assert not any(s["final_is_best"] for s in summary["per_seed"])
+    assert not training.same_actor_per_seed(final, load_actor(out)[1]).any()
+    with pytest.raises(CheckpointError, match="only the best-on-validation actors"):
+        load_actor(out / "checkpoints" / "best.ckpt", final=True)
 
 
 def _corrupt(kind: str, good: bytes, path: Path) -> Path:
@@ -344,6 +370,144 @@ def test_cli_evaluate_checkpoint(ref_run):
     for r, s in zip(records, summary["per_seed"], strict=True):
         assert r["n_agents"] == RUN.n_agents and r["scenarios"] == N_TEST
         assert r["return"]["mean"] == pytest.approx(s["test_return"], rel=1e-6)
+
+
+def test_cli_evaluate_last_checkpoint_evaluates_the_final_policies(ref_run, tmp_path):
+    """`dgpg evaluate --checkpoint RUN/checkpoints/last.ckpt` (or `RUN --final`) evaluates each
+    seed's final policy, named so, and reproduces the summary's final test returns, which differ
+    from the best checkpoint's in this run; a best.ckpt with --final is one error line."""
+    out, summary = ref_run
+    found = {}
+    for args in (["--checkpoint", str(out / "checkpoints" / "last.ckpt")],
+                 ["--checkpoint", str(out), "--final"]):
+        code, stdout, stderr = run_cli(["evaluate", "--scenarios", str(N_TEST), *args,
+                                        "--json"])
+        assert code == 0, stderr
+        records = json.loads(stdout)
+        assert [r["policy"] for r in records] == ["dgpg (seed 0, final)", "dgpg (seed 1, final)"]
+        found[args[-1]] = [r["return"]["mean"] for r in records]
+    assert found["--final"] == found[str(out / "checkpoints" / "last.ckpt")]
+    for value, s in zip(found["--final"], summary["per_seed"], strict=True):
+        assert value == pytest.approx(s["final_test_return"], rel=1e-6)
+        assert abs(value - s["test_return"]) > 1e-3 * abs(s["test_return"])  # not the best's
+    code, _, stderr = run_cli(["evaluate", "--checkpoint", str(out / "checkpoints" / "best.ckpt"),
+                               "--final"])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "only the best-on-validation actors" in stderr
+    # an unfinished run's last.ckpt: the latest actors, named by their episode
+    partial = tmp_path / "partial"
+    assert train(partial, RUN, stop_after=2) is None
+    code, stdout, stderr = run_cli(["evaluate", "--scenarios", str(N_TEST), "--checkpoint",
+                                    str(partial / "checkpoints" / "last.ckpt"), "--json"])
+    assert code == 0, stderr
+    assert [r["policy"] for r in json.loads(stdout)] == [
+        f"dgpg (seed {s}, episode 2 of {EPISODES})" for s in (0, 1)]
+
+
+def test_summary_reports_the_final_policy_and_settling(ref_run):
+    """summary.json: the final policies' test returns beside the best checkpoints', greedy and
+    sampled, with CIs, the seeds' means of per-seed values; episodes to settle from the mean
+    validation curve, and per seed."""
+    out, summary = ref_run
+    rows = _rows(out)
+    for key in ("final_test_return", "final_test_return_ci", "final_test_return_sampled",
+                "final_test_return_sampled_ci", "last_val_return"):
+        assert np.isfinite(summary[key]), key
+    assert summary["test_scenarios"] == N_TEST
+    per_seed = summary["per_seed"]
+    for key in ("final_test_return", "final_test_return_sampled"):
+        assert summary[key] == pytest.approx(np.mean([s[key] for s in per_seed]), rel=1e-6)
+    # the final policies were tested, not copied: in this run they are not the best ones
+    assert summary["final_test_return"] != summary["test_return"]
+    assert summary["final_test_return_sampled"] != summary["test_return_sampled"]
+    curves = np.array([[float(r["val_return"]) for r in rows if int(r["episode"]) == e]
+                       for e in range(1, EPISODES + 1)])
+    ref = summary["reference_val_return"]
+    assert summary["episodes_to_settle"] == episodes_to_settle(curves.mean(axis=1), ref)
+    assert [s["episodes_to_settle"] for s in per_seed] == [
+        episodes_to_settle(curves[:, i], ref) for i in range(2)]
+    assert summary["last_val_return"] == pytest.approx(curves[-1].mean(), rel=1e-9)
+    # this short run is within 10 % of the reference from its first episode: settled in 1, where
+    # the 5-episode window of episodes_to_converge cannot say anything in 4 episodes
+    assert summary["episodes_to_settle"] == 1 and summary["episodes_to_converge"] is None
+
+
+def test_a_final_actor_equal_to_the_best_reuses_its_test(ref_run, tmp_path, monkeypatch):
+    """A run whose last episode is every seed's best (here: one episode) tests its actors once
+    and reports the same numbers for the final policy; the ref run's differing actors are tested
+    twice (counted by wrapping the test evaluation)."""
+    calls = []
+    original = training._test_matrices
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(training, "_test_matrices", counted)
+    one = RunConfig(algo="dgpg", n_agents=2, episodes=1, seed=0, seeds=2, alpha=0.5)
+    summary = train(tmp_path / "one", one)
+    assert len(calls) == 1
+    assert all(s["final_is_best"] for s in summary["per_seed"])
+    for key in ("test_return", "test_return_ci", "test_return_sampled",
+                "test_return_sampled_ci"):
+        assert summary[f"final_{key}"] == summary[key], key
+    for s in summary["per_seed"]:
+        assert s["final_test_return"] == s["test_return"]
+        assert s["last_val_return"] == s["best_val_return"]
+    # the same evaluated through the CLI: last.ckpt's final policies equal best.ckpt's
+    returns = []
+    for name in ("best.ckpt", "last.ckpt"):
+        code, stdout, stderr = run_cli(["evaluate", "--scenarios", str(N_TEST), "--checkpoint",
+                                        str(tmp_path / "one" / "checkpoints" / name), "--json"])
+        assert code == 0, stderr
+        returns.append([r["return"]["mean"] for r in json.loads(stdout)])
+    assert returns[0] == returns[1]
+    calls.clear()
+    partial = tmp_path / "two"
+    assert train(partial, RUN, stop_after=EPISODES - 1) is None
+    train(partial, RUN, resume=True)  # the final actors come from the resumed learner states
+    assert len(calls) == 2
+    assert json.loads((partial / "summary.json").read_text())["final_test_return"] == \
+        ref_run[1]["final_test_return"]
+
+
+def test_train_table_shows_both_policies_and_reads_old_summaries(ref_run, tmp_path):
+    """`dgpg train`'s table: greedy and sampled returns side by side for the best and the final
+    policies, episodes to settle; a summary written before these keys shows "-" for the missing
+    returns and computes settling and the final validation return from metrics.csv."""
+    import io
+
+    from rich.console import Console
+
+    from dgpg.cli.train import summary_table
+
+    out, summary = ref_run
+
+    def text(s: dict, metrics: Path | None) -> str:
+        console = Console(width=200, file=io.StringIO())
+        console.print(summary_table(s, "run", metrics))
+        return console.file.getvalue()
+
+    new = text(summary, out / "metrics.csv")
+    best = next(line for line in new.splitlines() if "best on validation" in line)
+    assert f"{summary['test_return']:.2f} ± {summary['test_return_ci']:.2f}" in best
+    assert f"{summary['test_return_sampled']:.2f} ± " in best
+    final = next(line for line in new.splitlines() if "final policy" in line)
+    assert f"{summary['final_test_return']:.2f}" in final
+    assert f"{summary['final_test_return_sampled']:.2f}" in final
+    settle = next(line for line in new.splitlines() if "episodes to settle" in line)
+    assert " 1 " in settle
+    old = {k: v for k, v in summary.items() if k in (
+        "algo", "n_agents", "episodes", "alpha", "seeds", "best_val_return", "test_return",
+        "test_return_ci", "episodes_to_converge", "wall_seconds", "per_seed")}
+    old["bestfit_central_val_return"] = summary["reference_val_return"]
+    old["bestfit_central_test_return"] = summary["reference_test_return"]
+    shown = text(old, out / "metrics.csv")
+    final = next(line for line in shown.splitlines() if "final policy" in line and "test" in line)
+    assert final.count(" - ") == 2
+    assert " 1 " in next(line for line in shown.splitlines() if "episodes to settle" in line)
+    assert f"{summary['last_val_return']:.2f}" in shown
+    assert "-" in next(line for line in text(old, None).splitlines() if "settle" in line)
 
 
 def _tensorboard_scalars(folder: Path) -> dict[tuple[int, str], float]:
@@ -444,6 +608,26 @@ def test_episodes_to_converge():
     # positive reference: within 10 % below it
     assert episodes_to_converge(np.full(8, 9.05), 10.0) == W
     assert episodes_to_converge(np.full(8, 8.95), 10.0) is None
+
+
+def test_episodes_to_settle():
+    """The first episode from which every value stays within 10 % of the reference: 1 for a
+    curve good from the start (the rolling window of episodes_to_converge says 5 at least)."""
+    ref = -10.0  # within 10 %: >= -11
+    assert episodes_to_settle(np.full(3, -10.5), ref) == 1
+    assert episodes_to_settle(np.array([-5.0]), ref) == 1  # one episode, better than the line
+    assert episodes_to_converge(np.full(CONVERGENCE_WINDOW, -10.5), ref) == CONVERGENCE_WINDOW
+    assert episodes_to_settle(np.array([]), ref) is None
+    assert episodes_to_settle(np.full(30, -20.0), ref) is None  # never
+    assert episodes_to_settle(np.array([-30.0] * 7 + [-10.0] * 10), ref) == 8
+    # a later dip restarts the count; it ends bad: None, even though it was good before
+    assert episodes_to_settle(np.array([-10.0] * 10 + [-40.0] + [-10.0] * 3), ref) == 12
+    assert episodes_to_settle(np.array([-10.0] * 10 + [-40.0]), ref) is None
+    assert episodes_to_settle(np.array([-30.0, -11.0]), ref) == 2  # the boundary is within
+    assert episodes_to_settle(np.array([-30.0, -11.01]), ref) is None
+    # positive reference: within 10 % below it
+    assert episodes_to_settle(np.full(3, 9.05), 10.0) == 1
+    assert episodes_to_settle(np.full(3, 8.95), 10.0) is None
 
 
 # --------------------------------------------------------------------------- CLI bad input

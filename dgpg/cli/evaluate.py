@@ -91,10 +91,17 @@ def evaluate(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt); "
-                     "evaluated on the environment it was trained on, at its N or at "
-                     "--agents (not for scorer-id)."),
+        typer.Option("--checkpoint", help="A checkpoint file or a run folder (its best.ckpt, "
+                     "or with --final its last.ckpt): best.ckpt holds each seed's best policy "
+                     "on validation, last.ckpt its final one; evaluated on the environment it "
+                     "was trained on, at its N or at --agents (not for scorer-id)."),
     ] = None,
+    final: Annotated[
+        bool, typer.Option("--final", help="Evaluate each seed's final policy (the actor after "
+                           "the run's last episode, in its last.ckpt) rather than its best on "
+                           "validation; a last.ckpt given as --checkpoint is evaluated so "
+                           "without it.")
+    ] = False,
     actor: Annotated[
         str | None, typer.Option("--actor", help="The actor the checkpoint must hold (scorer, "
                                  "scorer-raw, mlp or scorer-id); refused if it holds another.")
@@ -135,6 +142,8 @@ def evaluate(
     if as_json and markdown:
         raise CLIError("give --json or --markdown, not both")
     env_sets = _env_sets(set_ or [])
+    if final and checkpoint is None:
+        raise CLIError("--final applies to a --checkpoint (the final policies of a run)")
     if actor is not None:
         from dgpg.learners.config import ACTOR_NAMES
 
@@ -146,7 +155,8 @@ def evaluate(
     names = list(known) if every else list(dict.fromkeys(policy or []))
     if checkpoint is not None:  # a missing file is refused before JAX loads
         try:
-            target = checkpoint / "checkpoints" / "best.ckpt" if checkpoint.is_dir() else checkpoint
+            name = "last.ckpt" if final else "best.ckpt"
+            target = checkpoint / "checkpoints" / name if checkpoint.is_dir() else checkpoint
             missing = not target.exists()
         except (OSError, ValueError):  # e.g. an embedded NUL character
             target, missing = checkpoint, False  # left to the checkpoint reader's message
@@ -173,7 +183,7 @@ def evaluate(
     policies = {}
     if checkpoint is not None:
         try:
-            trained, run, tcfg = checkpoint_policies(checkpoint, agents)
+            trained, run, tcfg = checkpoint_policies(checkpoint, agents, final or None)
         except (CheckpointError, ConfigError) as e:
             raise CLIError(str(e)) from None
         if actor is not None and actor != tcfg.actor:

@@ -24,14 +24,79 @@ from dgpg.cli.common import (
 )
 
 SUMMARY_ROWS = (
-    ("test_return", "test return (greedy, mean over seeds)"),
-    ("test_return_ci", "  95 % CI half-width"),
-    ("test_return_sampled", "test return (sampled policy)"),
-    ("best_val_return", "best validation return"),
-    ("episodes_to_converge", "episodes to converge"),
-    ("reference_test_return", "{reference} test return"),
-    ("wall_seconds", "wall time (s)"),
+    ("test_return", "test_return_sampled", "test, best on validation"),
+    ("final_test_return", "final_test_return_sampled", "test, final policy"),
+    ("reference_test_return", None, "test, {reference}"),
+    ("best_val_return", None, "validation, best"),
+    ("last_val_return", None, "validation, final policy"),
+    ("episodes_to_settle", None, "episodes to settle"),
 )
+"""The summary table's rows: (greedy key, sampled key, label); a test return is shown with its
+95 % CI (the key + "_ci"), "-" where the summary has no value (a run written before the key)."""
+
+
+def _value(summary: dict, key: str | None) -> str:
+    """A summary value for the table: a return with its CI if the summary has one."""
+    if key is None:
+        return ""
+    if key not in summary:
+        return "-"  # a summary written before the key existed
+    value, ci = summary[key], summary.get(f"{key}_ci")
+    if value is None:
+        return "never"  # episodes to settle
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" + (f" ± {ci:.2f}" if isinstance(ci, float) else "")
+
+
+def summary_table(summary: dict, title: str, metrics_csv: Path | None = None) -> Table:
+    """`dgpg train`'s table of a summary: the returns of the best-on-validation and the final
+    policies, greedy and sampled side by side, and episodes to settle. A summary written before
+    `episodes_to_settle` and `last_val_return` existed gets them from `metrics_csv`."""
+    from dgpg.config import upgrade_summary
+
+    summary = upgrade_summary(summary)
+    if metrics_csv is not None and not {"episodes_to_settle", "last_val_return"} <= set(summary):
+        summary = {**_from_metrics(summary, metrics_csv), **summary}
+    reference = summary.get("reference", "reference")
+    sampled = summary.get("test_sampled_scenarios")
+    greedy_n = summary.get("test_scenarios", 40)
+    caption = (f"± 95 % CI of the test returns; validation: greedy on the 10 validation "
+               f"scenarios. Settle: the first episode from which the "
+               f"greedy validation return (mean over seeds) stays within 10 % of {reference}'s "
+               f"(never: it ends outside). Wall time {summary.get('wall_seconds', 0.0):.0f} s.")
+    table = Table(title=title, caption=caption, caption_justify="left")
+    table.add_column("")
+    table.add_column(f"greedy ({greedy_n} scenarios)", justify="right")
+    table.add_column("sampled" + (f" ({sampled})" if sampled else ""), justify="right")
+    for greedy_key, sampled_key, name in SUMMARY_ROWS:
+        table.add_row(name.format(reference=reference), _value(summary, greedy_key),
+                      _value(summary, sampled_key))
+    return table
+
+
+def _from_metrics(summary: dict, metrics_csv: Path) -> dict:
+    """`episodes_to_settle` and `last_val_return` of a run whose summary predates them, from
+    its metrics.csv; {} if that cannot be read."""
+    import numpy as np
+
+    from dgpg.config import RunError, read_metric_rows
+    from dgpg.training import episodes_to_settle
+
+    reference = summary.get("reference_val_return")
+    try:
+        rows = read_metric_rows(metrics_csv)
+        episodes = sorted({int(r["episode"]) for r in rows})
+        curve = np.array([np.mean([float(r["val_return"]) for r in rows
+                                   if int(r["episode"]) == e]) for e in episodes])
+    except (RunError, KeyError, ValueError):
+        return {}
+    if curve.size == 0 or not np.all(np.isfinite(curve)):
+        return {}
+    found = {"last_val_return": float(curve[-1])}
+    if isinstance(reference, float):
+        found["episodes_to_settle"] = episodes_to_settle(curve, reference)
+    return found
 
 
 def run_config(out: Path, resume: bool, config_file: Path | None, flags: dict, sets: list[str],
@@ -228,13 +293,6 @@ def train(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"{label}, {run.episodes} episodes, {run.seeds} seed(s)")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    for key, name in SUMMARY_ROWS:
-        value = summary.get(key)
-        table.add_row(name.format(reference=summary.get("reference", "reference")),
-                      "-" if value is None else
-                      f"{value:.2f}" if isinstance(value, float) else str(value))
-    console.print(table)
+    console.print(summary_table(summary, f"{label}, {run.episodes} episodes, "
+                                         f"{run.seeds} seed(s)", out / "metrics.csv"))
     console.print(f"wrote {out}/summary.json", markup=False, highlight=False, soft_wrap=True)

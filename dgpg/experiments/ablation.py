@@ -57,9 +57,7 @@ def run(out: Path, grid: AblationGrid | None = None, **options: Any) -> dict[str
         summary = report.results[spec.key]
         values = common.val_curves(common.run_folder(opts, spec))
         row = common.run_row(spec, summary, values)
-        row.update(model=spec.model, val_return_at_10=value_at(values, 10),
-                   test_return_sampled=summary.get("test_return_sampled"),
-                   test_return_sampled_ci=summary.get("test_return_sampled_ci"))
+        row.update(model=spec.model, val_return_at_10=value_at(values, 10))
         rows.append(row)
     common.write_csv(opts.out / "ablation.csv", rows)
     atomic.write_text(opts.out / "ablation.md", ablation_markdown(rows, grid))
@@ -68,18 +66,15 @@ def run(out: Path, grid: AblationGrid | None = None, **options: Any) -> dict[str
 
 def ablation_markdown(rows: list[dict[str, Any]], grid: AblationGrid) -> str:
     head = (f"DG-PG, {grid.episodes} episodes, {grid.seeds} seed(s). Greedy validation "
-            "return (mean over seeds) at episode 10 and over the last 5 episodes; converge as "
-            "in the curves; test = best-on-validation checkpoint on the 40 test scenarios "
-            "(95 % CI over scenarios), greedy and sampled.\n\n")
+            "return (mean over seeds) at episode 10 and over the last 5 episodes; "
+            f"{common.SETTLE_NOTE} (the reference: best-fit-central; per seed); "
+            f"{common.RETURN_NOTE}.\n\n")
     table = common.md_table(
-        ["N", "model", "alpha", "converge", "per seed", "val at 10", "final val",
-         "test (greedy)", "test (sampled)", "best-fit-central test"],
-        [[r["n_agents"], r["model"], f"{r['alpha']:g}", common.fmt(r["episodes_to_converge"]),
-          r["episodes_to_converge_per_seed"].replace("null", "-"),
+        ["N", "model", "alpha", "settle", "per seed", "val at 10", "final val",
+         *common.RETURN_HEADERS, "best-fit-central test"],
+        [[r["n_agents"], r["model"], f"{r['alpha']:g}", common.settle_cell(r),
+          r["episodes_to_settle_per_seed"].replace("null", "-"),
           common.fmt(r["val_return_at_10"], missing="-"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          "-" if r["test_return_sampled"] is None
-          else common.pm(r["test_return_sampled"], r["test_return_sampled_ci"]),
-          common.fmt(r["reference_test_return"])] for r in rows])
+          *common.return_cells(r), common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

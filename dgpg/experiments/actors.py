@@ -97,7 +97,6 @@ def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
         curve_rows += common.curve_rows(values, algo=spec.algo, n_agents=spec.n_agents,
                                         actor=actor)
         rows.append({"actor": actor, **common.run_row(spec, summary, values),
-                     "test_return_sampled": summary.get("test_return_sampled"),
                      "least_loaded_test_return": lines[spec.n_agents]["least-loaded"]})
 
     fig = _plot(rows, curves, lines, grid)
@@ -142,18 +141,15 @@ def _plot(rows, curves, lines, grid: Grid):
 
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     head = (f"{grid.seeds} seed(s), {grid.episodes} episodes per run; each learner keeps its "
-            "figure 4 learning rate and entropy coefficient whatever the actor. Test = "
-            "best-on-validation checkpoint on the 40 test scenarios, greedy (± 95 % CI); "
-            "sampled = the same checkpoint sampling its actions. Converge = episodes until "
-            "the 5-episode rolling mean of the greedy validation return stays within 10 % of "
-            "best-fit-central (mean curve over seeds; and how many seeds do on their own).\n\n")
+            f"figure 4 learning rate and entropy coefficient whatever the actor. "
+            f"{common.RETURN_NOTE[0].upper()}{common.RETURN_NOTE[1:]}. "
+            f"{common.SETTLE_NOTE[0].upper()}{common.SETTLE_NOTE[1:]} (the reference: "
+            "best-fit-central).\n\n")
     table = common.md_table(
-        ["N", "actor", "algorithm", "converge", "seeds converged", "test return",
-         "sampled", "best-fit-central", "least-loaded"],
-        [[r["n_agents"], r["actor"], r["algo"], common.fmt(r["episodes_to_converge"]),
-          f"{r['converged_seeds']}/{r['seeds']}",
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["test_return_sampled"], missing="-"),
+        ["N", "actor", "algorithm", "settle", "seeds settled", *common.RETURN_HEADERS,
+         "best-fit-central", "least-loaded"],
+        [[r["n_agents"], r["actor"], r["algo"], common.settle_cell(r),
+          common.settle_seeds_cell(r), *common.return_cells(r),
           common.fmt(r["reference_test_return"]),
           common.fmt(r["least_loaded_test_return"])] for r in rows])
     return head + table

@@ -117,8 +117,7 @@ def run(out: Path, grid: CurvesGrid | None = None, **options: Any) -> dict[str, 
             common.plot_band(ax, values, name, f"C{i}")
             curve_rows += common.curve_rows(values, n_agents=n, learner=name)
             row = common.run_row(spec, summary, values)
-            row.update(learner=name, model=model, test_return_sampled=summary.get(
-                "test_return_sampled"), val_return_at_10=value_at(values, 10))
+            row.update(learner=name, model=model, val_return_at_10=value_at(values, 10))
             rows.append(row)
         speed.append({"n_agents": n, **speed_up(full["dgpg", "aligned"], full["mappo", "none"])})
         returns = {h: v["return"]["mean"]
@@ -177,20 +176,18 @@ def value_at(values: np.ndarray, episode: int) -> float | None:
 
 
 def curves_markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("Greedy validation return (mean over seeds); converge = episodes until the "
-            "5-episode rolling mean stays within 10 % of best-fit-central (per seed in "
-            "brackets); final = mean of the last 5 episodes drawn; test = best-on-validation "
-            "checkpoint on the 40 test scenarios, greedy (95 % CI) and sampled.\n\n")
+    head = (f"Greedy validation return (mean over seeds); {common.SETTLE_NOTE} (the reference: "
+            "best-fit-central; per seed in brackets), over the episodes drawn; final = mean of "
+            f"the last 5 episodes drawn; {common.RETURN_NOTE}.\n\n")
     table = common.md_table(
-        ["N", "learner", "episodes", "converge", "per seed", "val at 10", "final val",
-         "test (greedy)", "test (sampled)", "best-fit-central val", "least-loaded val",
+        ["N", "learner", "episodes", "settle", "per seed", "val at 10", "final val",
+         *common.RETURN_HEADERS, "best-fit-central val", "least-loaded val",
          "model-greedy val"],
-        [[r["n_agents"], r["learner"], r["episodes"], common.fmt(r["episodes_to_converge"]),
-          r["episodes_to_converge_per_seed"].replace("null", "-"),
+        [[r["n_agents"], r["learner"], r["episodes"], common.settle_cell(r),
+          r["episodes_to_settle_per_seed"].replace("null", "-"),
           common.fmt(r["val_return_at_10"], missing="-"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["test_return_sampled"], missing="-"),
+          *common.return_cells(r),
           common.fmt(r["best-fit-central_val_return"]),
           common.fmt(r["least-loaded_val_return"]),
           common.fmt(r["model-greedy_val_return"])] for r in rows])

@@ -119,6 +119,13 @@ def converge_per_seed(values: np.ndarray, reference: float) -> list[int | None]:
     return [episodes_to_converge(values[:, s], reference) for s in range(values.shape[1])]
 
 
+def settle_per_seed(values: np.ndarray, reference: float) -> list[int | None]:
+    """`episodes_to_settle` of each seed's curve (a column of `values`)."""
+    from dgpg.training import episodes_to_settle
+
+    return [episodes_to_settle(values[:, s], reference) for s in range(values.shape[1])]
+
+
 def first_within(values: np.ndarray, reference: float) -> int | None:
     """First episode whose mean (over seeds) return is within the convergence tolerance of
     `reference`, even if later ones fall out again; None if none is."""
@@ -128,14 +135,33 @@ def first_within(values: np.ndarray, reference: float) -> int | None:
     return int(np.argmax(ok)) + 1 if ok.any() else None
 
 
+RETURN_KEYS = ("test_return", "test_return_sampled", "final_test_return",
+               "final_test_return_sampled")
+"""The test returns of a summary (each with its key + "_ci"): the best-on-validation
+checkpoints and the final policies, greedy and sampled. Summaries written before the sampled or
+the final policies were tested lack some; a table shows "-" for them."""
+
+
 def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
-    """The numbers of one training run that the tables report."""
+    """The numbers of one training run that the tables report. `episodes_to_settle` comes from
+    the curves (`values`, metrics.csv), so a run written before the summary held it has it
+    too; the test returns a summary lacks are None."""
+    from dgpg.training import episodes_to_settle
+
     ref = summary["reference_val_return"]
     per_seed = converge_per_seed(values, ref)
+    settled = settle_per_seed(values, ref)
     final = values[-FINAL_WINDOW:].mean(axis=0)
+    returns = {}
+    for key in RETURN_KEYS:
+        returns[key] = summary.get(key)
+        returns[f"{key}_ci"] = summary.get(f"{key}_ci")
     return {
         "algo": spec.algo, "n_agents": spec.n_agents, "alpha": spec.alpha,
         "episodes": spec.episodes, "seeds": spec.seeds,
+        "episodes_to_settle": episodes_to_settle(values.mean(axis=1), ref),
+        "settled_seeds": sum(c is not None for c in settled),
+        "episodes_to_settle_per_seed": json.dumps(settled),
         "episodes_to_converge": summary["episodes_to_converge"],
         "converged_seeds": sum(c is not None for c in per_seed),
         "episodes_to_converge_per_seed": json.dumps(per_seed),
@@ -143,8 +169,7 @@ def run_row(spec: RunSpec, summary: dict[str, Any], values: np.ndarray) -> dict[
         "final_val_return": float(final.mean()),
         "final_val_return_std": float(final.std()),
         "best_val_return": summary["best_val_return"],
-        "test_return": summary["test_return"],
-        "test_return_ci": summary["test_return_ci"],
+        **returns,
         "reference_val_return": ref,
         "reference_test_return": summary["reference_test_return"],
         "wall_seconds": summary["wall_seconds"],
@@ -164,6 +189,42 @@ def fmt(x: Any, digits: int = 2, missing: str = "not converged") -> str:
 
 def pm(mean: float, ci: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def pm_or_dash(mean: float | None, ci: float | None, digits: int = 2) -> str:
+    """`pm`, the mean alone without a CI, "-" without a mean (a summary that lacks it)."""
+    if mean is None:
+        return "-"
+    return fmt(float(mean), digits) if ci is None else pm(float(mean), float(ci), digits)
+
+
+RETURN_HEADERS = ["test (greedy)", "test (sampled)", "final policy test (greedy)",
+                  "final policy test (sampled)"]
+"""Table columns of `return_cells`."""
+
+RETURN_NOTE = ("test = the best-on-validation checkpoint, greedy on the 40 test scenarios and "
+               "sampled on the first 10 (± 95 % CI over scenarios); final policy = the policy "
+               "after the last episode, tested the same way; - = not in the run's summary "
+               "(written before that was tested)")
+
+
+def return_cells(row: dict[str, Any], digits: int = 2) -> list[str]:
+    """The cells of RETURN_HEADERS for a `run_row`: greedy and sampled side by side, for the
+    best-on-validation checkpoint and the final policy."""
+    return [pm_or_dash(row.get(key), row.get(f"{key}_ci"), digits) for key in RETURN_KEYS]
+
+
+def settle_cell(row: dict[str, Any]) -> str:
+    return fmt(row["episodes_to_settle"], missing="never")
+
+
+def settle_seeds_cell(row: dict[str, Any]) -> str:
+    return f"{row['settled_seeds']}/{row['seeds']}"
+
+
+SETTLE_NOTE = ("settle = the first episode from which the greedy validation return (mean over "
+               "seeds) stays within 10 % of the reference heuristic's to the last episode "
+               "(never: it ends outside); seeds settled = seeds whose own curve settles")
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -2,7 +2,8 @@
 
 Reads each run folder's metrics.csv and summary.json (for the line of the run's reference heuristic)
 and writes one PNG, a CSV of the plotted numbers and a Markdown table of the runs' summaries
-(test return of the best checkpoint, episodes to converge, wall time).
+(test returns of the best checkpoint and of the final policy, greedy and sampled, episodes to
+settle, wall time).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def _read_curve(run_dir: Path, metrics: Path, column: str) -> tuple[str, np.ndar
     if summary is None:
         raise CurveError(f"{summary_path} is not a summary written by dgpg train")
     summary_table([("check", 1, summary)])  # a malformed summary fails here, before any write
+    reference = summary.get("reference_val_return")
+    if "episodes_to_settle" not in summary and isinstance(reference, float) and values.size:
+        from dgpg.training import episodes_to_settle  # a summary written before the key
+
+        summary = {**summary, "episodes_to_settle": episodes_to_settle(
+            np.nanmean(values, axis=1), reference)}
     label = config["algo"] if config["algo"] != "dgpg" else f"dgpg (alpha={config['alpha']})"
     return f"{label}, N={config['n_agents']}", values, summary
 
@@ -108,23 +115,37 @@ def _episode_steps(run_dir: Path) -> int:
 
 def summary_table(summaries: list[tuple[str, int, dict]]) -> str:
     """Markdown table of (label, seeds, summary.json contents); '-' where a run has no summary
-    yet (it is unfinished)."""
+    yet (it is unfinished) or its summary lacks a value (written before it was computed)."""
 
     def num(summary: dict, key: str, fmt: str) -> str:
         value = summary.get(key)
         return "-" if value is None else format(value, fmt)
 
+    def test(summary: dict, key: str) -> str:
+        value = summary.get(key)
+        if value is None:
+            return "-"
+        return f"{value:.2f} ± {summary[f'{key}_ci']:.2f}"  # a value without its CI: refused
+
     references = {s.get("reference", "reference") for _, _, s in summaries if s}
     reference = references.pop() if len(references) == 1 else "reference"
-    lines = [f"| run | seeds | test return (95 % CI) | {reference} test return | best val "
-             "return | episodes to converge | wall time (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| run | seeds | test, greedy (95 % CI) | test, sampled | final policy test, greedy "
+             f"| final policy test, sampled | {reference} test return | best val return | "
+             "episodes to settle | wall time (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, seeds, s in summaries:
-        test = (f"{s['test_return']:.2f} ± {s['test_return_ci']:.2f}"
-                if "test_return" in s else "-")
-        converge = s.get("episodes_to_converge", "-") if s else "-"
-        bfc = num(s, "reference_test_return", ".2f")
-        lines.append(f"| {label} | {seeds} | {test} | {bfc} | {num(s, 'best_val_return', '.2f')} | "
-                     f"{'not within 10 %' if converge is None else converge} | "
+        settle = s.get("episodes_to_settle", "-") if s else "-"
+        returns = " | ".join(test(s, k) for k in ("test_return", "test_return_sampled",
+                                                  "final_test_return",
+                                                  "final_test_return_sampled"))
+        lines.append(f"| {label} | {seeds} | {returns} | "
+                     f"{num(s, 'reference_test_return', '.2f')} | "
+                     f"{num(s, 'best_val_return', '.2f')} | "
+                     f"{'not within 10 %' if settle is None else settle} | "
                      f"{num(s, 'wall_seconds', '.0f')} |")
-    return "\n".join(lines) + "\n"
+    head = ("Test = the best-on-validation checkpoint, greedy on the test scenarios and sampled "
+            "on the first 10 (± 95 % CI); final policy = the policy after the last episode, "
+            "tested the same way; episodes to settle = the first episode from which the greedy "
+            f"validation return (mean over seeds) stays within 10 % of {reference}'s; - = not in "
+            "the run's summary.\n\n")
+    return head + "\n".join(lines) + "\n"

@@ -66,17 +66,15 @@ def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     head = (f"DG-PG at N={grid.n_agents}, {grid.episodes} episodes, {grid.seeds} seed(s). "
             f"Final = mean greedy validation return of the last {common.FINAL_WINDOW} episodes "
-            "(± std over seeds); test = best-on-validation checkpoint on the 40 test scenarios "
-            "(± 95 % CI); converge = episodes until the 5-episode rolling mean stays within "
-            "10 % of best-fit-central (mean curve; seeds that converge); first within 10 % = "
-            "the first episode within 10 %, whether or not it stays.\n\n")
+            f"(± std over seeds); {common.RETURN_NOTE}; {common.SETTLE_NOTE} (the reference: "
+            "best-fit-central); first within 10 % = the first episode within 10 %, whether or "
+            "not it stays.\n\n")
     table = common.md_table(
-        ["alpha", "final val return", "test return", "best-fit-central test", "converge",
-         "seeds converged", "first within 10 %"],
+        ["alpha", "final val return", *common.RETURN_HEADERS, "best-fit-central test", "settle",
+         "seeds settled", "first within 10 %"],
         [[f"{r['alpha']:g}", common.pm(r["final_val_return"], r["final_val_return_std"]),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["reference_test_return"]), common.fmt(r["episodes_to_converge"]),
-          f"{r['converged_seeds']}/{r['seeds']}",
+          *common.return_cells(r), common.fmt(r["reference_test_return"]),
+          common.settle_cell(r), common.settle_seeds_cell(r),
           common.fmt(r["first_episode_within"], missing="never")]
          for r in rows])
     return head + table

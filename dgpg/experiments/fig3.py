@@ -73,19 +73,16 @@ def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
-    head = (f"{grid.seeds} seed(s) per run. Converge = episodes until the 5-episode rolling "
-            "mean of the greedy validation return stays within 10 % of best-fit-central "
-            "(mean curve over seeds; and how many seeds converge on their own); first within "
-            "10 % = the first episode within 10 %, whether or not it stays. Final = mean "
-            f"of the last {common.FINAL_WINDOW} episodes (± std over seeds); test = "
-            "best-on-validation checkpoint on the 40 test scenarios (± 95 % CI).\n\n")
+    head = (f"{grid.seeds} seed(s) per run. {common.SETTLE_NOTE} (the reference: "
+            "best-fit-central); first within 10 % = the first episode within 10 %, whether or "
+            f"not it stays. Final = mean of the last {common.FINAL_WINDOW} episodes (± std over "
+            f"seeds); {common.RETURN_NOTE}.\n\n")
     table = common.md_table(
-        ["N", "algorithm", "episodes", "converge", "seeds converged", "first within 10 %",
-         "final val return", "test return", "best-fit-central test"],
-        [[r["n_agents"], r["algo"], r["episodes"], common.fmt(r["episodes_to_converge"]),
-          f"{r['converged_seeds']}/{r['seeds']}",
+        ["N", "algorithm", "episodes", "settle", "seeds settled", "first within 10 %",
+         "final val return", *common.RETURN_HEADERS, "best-fit-central test"],
+        [[r["n_agents"], r["algo"], r["episodes"], common.settle_cell(r),
+          common.settle_seeds_cell(r),
           common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["reference_test_return"])] for r in rows])
+          *common.return_cells(r), common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

@@ -143,7 +143,9 @@ def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
         rows.append({"policy": name, "kind": "learner", "n_agents": spec.n_agents,
                      "episodes": spec.episodes, "seeds": spec.seeds,
                      "test_return": s["test_return"], "test_return_ci": s["test_return_ci"],
-                     "per_seed": json.dumps([p["test_return"] for p in s["per_seed"]])})
+                     "per_seed": json.dumps([p["test_return"] for p in s["per_seed"]]),
+                     **{k: s.get(k) for key in common.RETURN_KEYS[1:]
+                        for k in (key, f"{key}_ci")}})
     heuristic_rows = []
     for spec in heuristic_specs:
         for name, metrics in report.results[spec.key]["policies"].items():
@@ -209,4 +211,10 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
         ["policy", *[f"N={n}" for n in ns]],
         [[p, *[common.pm(by[p, n]["test_return"], by[p, n]["test_return_ci"])
                if (p, n) in by else "" for n in ns]] for p in policies])
-    return head + table
+    learners = [r for r in rows if r["kind"] == "learner"]
+    every = common.md_table(
+        ["policy", "N", *common.RETURN_HEADERS],
+        [[r["policy"], r["n_agents"], *common.return_cells(r)] for r in learners])
+    return (head + table + "\nThe learners' test returns, greedy and sampled side by side, of "
+            f"the best-on-validation checkpoint and of the final policy: {common.RETURN_NOTE}."
+            "\n\n" + every)

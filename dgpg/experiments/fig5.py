@@ -81,18 +81,17 @@ def run(out: Path, grid: Grid | None = None, **options: Any) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     head = (f"DG-PG (alpha={grid.alpha:g}), {grid.seeds} seed(s) per N; the runs of figure 4 "
-            "(fluid: the fluid model's runs, drawn beside). Converge = episodes "
-            "until the 5-episode rolling mean of the greedy validation return (mean over "
-            "seeds) stays within 10 % of best-fit-central; per seed in brackets. First within "
-            "10 % = the first episode whose return is within 10 %, whether or not it stays.\n\n")
+            f"(fluid: the fluid model's runs, drawn beside). {common.SETTLE_NOTE} (the "
+            "reference: best-fit-central); per seed in brackets. First within 10 % = the first "
+            "episode whose return is within 10 %, whether or not it stays; "
+            f"{common.RETURN_NOTE}.\n\n")
     table = common.md_table(
-        ["N", "model", "episodes", "converge", "per seed", "first within 10 %", "final val return",
-         "best-fit-central val", "test return", "best-fit-central test"],
-        [[r["n_agents"], r["model"], r["episodes"], common.fmt(r["episodes_to_converge"]),
-          r["episodes_to_converge_per_seed"].replace("null", "-"),
+        ["N", "model", "episodes", "settle", "per seed", "first within 10 %", "final val return",
+         "best-fit-central val", *common.RETURN_HEADERS, "best-fit-central test"],
+        [[r["n_agents"], r["model"], r["episodes"], common.settle_cell(r),
+          r["episodes_to_settle_per_seed"].replace("null", "-"),
           common.fmt(r["first_episode_within"], missing="never"),
           common.pm(r["final_val_return"], r["final_val_return_std"]),
           common.fmt(r["reference_val_return"]),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["reference_test_return"])] for r in rows])
+          *common.return_cells(r), common.fmt(r["reference_test_return"])] for r in rows])
     return head + table

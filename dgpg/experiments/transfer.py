@@ -191,8 +191,9 @@ def _plot(rows: list[dict[str, Any]], grid: Grid, path: Path) -> None:
 
 
 def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
-    head = (f"Test return (40 test scenarios, mean ± 95 % CI over scenarios of the seeds' mean; "
-            f"{grid.seeds} seed(s)) of each learner's best-on-validation checkpoints, trained at "
+    head = (f"Greedy test return (40 test scenarios, mean ± 95 % CI over scenarios of the "
+            f"seeds' mean; {grid.seeds} seed(s); the sampled policy is not tested at other N) "
+            f"of each learner's best-on-validation checkpoints, trained at "
             f"N = {', '.join(map(str, grid.train_n))} ({grid.episodes} episodes) and tested at "
             f"every N; 'each N' is figure 4's run trained at that N. Higher is better.\n\n")
     cell = {(r["policy"], r["trained_at"], r["n_agents"]): common.pm(r["test_return"],

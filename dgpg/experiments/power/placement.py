@@ -163,17 +163,16 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
     head = (f"{grid.seeds} seed(s), {grid.episodes} episodes per run, every learner with its "
             "cloud step size and entropy (`TUNED`; none tuned for the grid). Cost = -return: "
             "the day's generation, line-violation and unserved-load cost over the cost of the "
-            f"day's mean load. Reference = `{REFERENCE}` (1.00). Test = best-on-validation "
-            "checkpoint on the 40 test scenarios, greedy (± 95 % CI of the ratio). Converge = "
-            "episodes until the 5-episode rolling mean of the validation return stays within "
-            f"10 % of `{REFERENCE}`.\n\n")
+            f"day's mean load. Reference = `{REFERENCE}` (1.00). Test cost / {REFERENCE} = the "
+            "greedy test return's ratio (± 95 % CI of the ratio); "
+            f"{common.RETURN_NOTE}. {common.SETTLE_NOTE[0].upper()}{common.SETTLE_NOTE[1:]} "
+            f"(the reference: `{REFERENCE}`).\n\n")
     learners = common.md_table(
-        ["case", "N", "algorithm", f"test cost / {REFERENCE}", "test return", "converge",
-         "seeds converged", "wall (s)"],
+        ["case", "N", "algorithm", f"test cost / {REFERENCE}", *common.RETURN_HEADERS,
+         "settle", "seeds settled", "wall (s)"],
         [[r["case"], r["n_agents"], r["algo"], common.pm(r["cost_over_reference"],
                                                          r["cost_over_reference_ci"], 3),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["episodes_to_converge"]), f"{r['converged_seeds']}/{r['seeds']}",
+          *common.return_cells(r), common.settle_cell(r), common.settle_seeds_cell(r),
           f"{r['wall_seconds']:.0f}"] for r in rows])
     ratio = {(r["case"], r["n_agents"], r["policy"]): r["cost_over_reference"]
              for r in heuristic_rows}

@@ -131,12 +131,25 @@ def run(out: Path, grid: Grid | None = None, network: str | None = None,
             "val_ratio_last": float(ratio[-1].mean()),
             "test_ratio": summary["test_return"] / so_test,
             "test_ratio_ci": summary["test_return_ci"] / abs(so_test),
+            **_ratios(summary, so_test),
             "test_ratio_per_seed": json.dumps([round(s["test_return"] / so_test, 4)
                                                for s in summary["per_seed"]]),
             "wall_seconds": summary["wall_seconds"]})
     common.write_outputs(opts.out, "roads-actors", _plot(curves, grid), curve_rows, rows,
                          markdown(rows, grid))
     return {"rows": rows, "seconds": report.seconds}
+
+
+def _ratios(summary: dict[str, Any], so_test: float) -> dict[str, float | None]:
+    """The summary's other test returns (sampled; the final policy's, greedy and sampled) over
+    the SO cost, with their CIs; None where the summary lacks one (written before it)."""
+    out: dict[str, float | None] = {}
+    for key in common.RETURN_KEYS[1:]:
+        name = key.replace("test_return", "test_ratio")
+        value, ci = summary.get(key), summary.get(f"{key}_ci")
+        out[name] = None if value is None else value / so_test
+        out[f"{name}_ci"] = None if ci is None else ci / abs(so_test)
+    return out
 
 
 def settled(ratio: np.ndarray) -> int | None:
@@ -173,15 +186,21 @@ def markdown(rows: list[dict[str, Any]], grid: Grid) -> str:
     head = (f"DG-PG (aligned model, alpha {grid.alpha}), {grid.seeds} seed(s), {grid.episodes} "
             f"episodes per run. Ratio = cost / system-optimum cost (1 is the best possible). "
             f"Settled = the first episode from which a seed's greedy validation ratio stays "
-            f"within {WITHIN} (per seed). Test = best-on-validation checkpoint on the 40 test "
-            f"scenarios (mean ± 95 % CI, and per seed).\n\n")
+            f"within {WITHIN} (per seed). Test = best-on-validation checkpoint, greedy on the 40 "
+            f"test scenarios (mean ± 95 % CI, and per seed) and sampled on the first 10; final "
+            f"policy = the policy after the last episode, tested the same way; - = not in the "
+            f"run's summary (written before that was tested).\n\n")
     table = common.md_table(
         ["network", "N", "variant", "settled (per seed)", "val. ratio ep. 10",
-         "val. ratio ep. 20", "test ratio", "test ratio per seed", "wall (s)"],
+         "val. ratio ep. 20", "test ratio (greedy)", "test ratio per seed",
+         "test ratio (sampled)", "final policy test ratio (greedy)",
+         "final policy test ratio (sampled)", "wall (s)"],
         [[r["network"], r["n_agents"], r["variant"],
           ", ".join(common.fmt(s, missing="never") for s in json.loads(r["settled_per_seed"])),
           common.fmt(r["val_ratio_10"], 3, "-"), common.fmt(r["val_ratio_20"], 3, "-"),
           common.pm(r["test_ratio"], r["test_ratio_ci"], 3),
           ", ".join(f"{x:.3f}" for x in json.loads(r["test_ratio_per_seed"])),
+          *(common.pm_or_dash(r.get(k), r.get(f"{k}_ci"), 3)
+            for k in ("test_ratio_sampled", "final_test_ratio", "final_test_ratio_sampled")),
           f"{r['wall_seconds']:.0f}"] for r in rows])
     return head + table + "\n"

@@ -195,17 +195,16 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
     head = (f"{grid.seeds} seed(s), {grid.episodes} episodes per run, every learner with its "
             "cloud step size and entropy (`TUNED`; none tuned for roads). Cost = -return, the "
             "day's sum of the periods' mean travel time per vehicle; SO = the candidate-path "
-            "system optimum of each period (the reference line, 1.00). Test = best-on-"
-            "validation checkpoint on the 40 test scenarios, greedy (± 95 % CI of the ratio). "
-            "Converge = episodes until the 5-episode rolling mean of the validation return "
-            "stays within 10 % of `so-sample` (sampling the SO path flows).\n\n")
+            "system optimum of each period (the reference line, 1.00). Test cost / SO = the "
+            "greedy test return's ratio (± 95 % CI of the ratio); "
+            f"{common.RETURN_NOTE}. {common.SETTLE_NOTE[0].upper()}{common.SETTLE_NOTE[1:]} "
+            "(the reference: `so-sample`, sampling the SO path flows).\n\n")
     learners = common.md_table(
-        ["network", "N", "algorithm", "actor", "test cost / SO", "test return", "converge",
-         "seeds converged", "wall (s)"],
+        ["network", "N", "algorithm", "actor", "test cost / SO", *common.RETURN_HEADERS,
+         "settle", "seeds settled", "wall (s)"],
         [[r["network"], r["n_agents"], r["algo"], r["actor"], common.pm(r["cost_over_so"],
                                                              r["cost_over_so_ci"], 3),
-          common.pm(r["test_return"], r["test_return_ci"]),
-          common.fmt(r["episodes_to_converge"]), f"{r['converged_seeds']}/{r['seeds']}",
+          *common.return_cells(r), common.settle_cell(r), common.settle_seeds_cell(r),
           f"{r['wall_seconds']:.0f}"] for r in rows])
     ratio = {(r["network"], r["policy"]): r["cost_over_so"] for r in heuristic_rows}
     nets = list(dict.fromkeys((r["network"], r["n_agents"]) for r in heuristic_rows))
