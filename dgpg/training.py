@@ -47,6 +47,7 @@ from dgpg.config import (  # noqa: F401 (re-exported)
     saved_config,
 )
 from dgpg.domains import DEFAULT_DOMAIN, DomainError, EnvConfig, domain_of, get_spec
+from dgpg.domains.fields import truth
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.ppo import (
@@ -334,10 +335,11 @@ def _summarise(out, run, tcfg, ecfg, best_actor, final_actor, best_val, rows,
         final_matrix, final_sampled_matrix = _test_matrices(tcfg, ecfg, final_actor)
     val_curves = np.array([[float(r["val_return"]) for r in rows if int(r["episode"]) == e]
                            for e in range(1, run.episodes + 1)])  # (episodes, seeds)
-    domain = domain_of(ecfg)  # its reference heuristic, the line every run is compared with
+    domain = domain_of(ecfg)  # its reference heuristic, the line every run is compared with,
+    exact = truth(ecfg)  # on the truth: a misspecified model changes the guidance only
     seeds = (*VALIDATION_SEEDS, *TEST_SEEDS)
-    reference = reference_returns(ecfg, seeds, lambda: evaluate(
-        domain.heuristics[domain.reference], ecfg, seeds)["return"])
+    reference = reference_returns(exact, seeds, lambda: evaluate(
+        domain.heuristics[domain.reference], exact, seeds)["return"])
     reference_val = mean_ci(reference[:len(VALIDATION_SEEDS)])[0]
     reference_test = mean_ci(reference[len(VALIDATION_SEEDS):])[0]
     val_curve = val_curves.mean(axis=1)

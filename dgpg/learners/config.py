@@ -47,7 +47,6 @@ TUNED_AT_SCALE = {
     "dgpg": {"learning_rate": 3e-3, "ent_coef": 0.003},
     "mappo": {"learning_rate": 1e-3, "ent_coef": 0.003},
     "ippo": {"learning_rate": 3e-3, "ent_coef": 0.0},
-    "dr": {"learning_rate": 3e-3, "ent_coef": 0.003},
 }
 """The same for N = 50 (100 episodes, 2 seeds; `dgpg reproduce tuning`, results/tuning): what
 figure 4 trains with from N = 50 on."""
