@@ -28,6 +28,14 @@ SPEC = DomainSpec(
     slots_per_agent="jobs_per_step",
     candidates_per_slot="n_candidates",
     reference="so-sample",
+    model_errors={
+        "systematic": "believed link free-flow time t0 (1 - E u) and capacity c (1 + E u) per "
+                      "capacity class (u = +1 on links below the mean capacity, -1 on the "
+                      "others: seed 0 believes the big roads slower and smaller; an odd seed "
+                      "flips the sign)",
+        "random": "believed link free-flow time and capacity off by independent seeded factors "
+                  "in [1 - E, 1 + E] per link",
+    },
     table_metrics=("return", "mean_travel_time", "so_ratio", "gap", "overload"),
     options=(DomainOption(
         flag="--network", field="network", metavar="PATH_PREFIX", path=True,

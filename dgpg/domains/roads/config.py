@@ -19,7 +19,8 @@ import numpy as np
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
-from dgpg.domains.fields import require_int, require_number
+from dgpg.domains.fields import require_int, require_model_error, require_number
+from dgpg.domains.roads import SPEC
 from dgpg.domains.roads.network import RoadNetwork, grid_network, load_tntp
 
 # --------------------------------------------------------------------------- configuration
@@ -64,6 +65,17 @@ class RoadConfig:
     """Whether the agents observe last period's congestion (path travel time, marginal cost and
     its rise at last period's flows); False gives them the free-flow values instead (an
     ablation: what the actor does without the signal every agent reacts to)."""
+    model_error: float = 0.0
+    """E in [0, 1): how wrong the analytical model and `model-greedy` believe the links'
+    free-flow times and capacities to be (`dgpg.domains.roads.belief`; 0 = exact). The
+    environment ignores it. Set as `--set model.error=E`."""
+    model_error_kind: str = "systematic"
+    """The misspecification family: systematic (per capacity class: the links of at least the
+    mean capacity believed slower and smaller by E, the others faster and larger, the sign
+    reversed by an odd seed) or random (independent factors in [1 - E, 1 + E] for each link's
+    free-flow time and capacity). `--set model.error_kind=NAME`."""
+    model_error_seed: int = 0
+    """The family's seed. `--set model.error_seed=S`."""
 
     def __post_init__(self) -> None:
         for name in ("n_agents", "episode_steps", "max_candidates", "jobs_per_step",
@@ -89,6 +101,7 @@ class RoadConfig:
         if self.n_agents > pairs:
             raise ValueError(f"n_agents {self.n_agents} is more than the network's {pairs} OD "
                              f"pairs")
+        require_model_error(self, tuple(SPEC.model_errors))
 
     @property
     def n_candidates(self) -> int:

@@ -21,7 +21,10 @@ agent's path flows are within one platoon of the optimum's.
 `model-greedy` visits the platoons in slot-major order (slot 0 of every agent in agent order,
 i.e. by decreasing demand, then slot 1, ...) and scores each path by the exact increase
 sum_{e in k} [(x_e + q) t_e(x_e + q) - x_e t_e(x_e)] at the flows placed so far: incremental
-assignment by marginal TSTT.
+assignment by marginal TSTT. With `model_error` > 0 it scores the paths with the links'
+believed free-flow times and capacities (`dgpg.domains.roads.belief`), as the aligned model
+does; the other four keep the truth (`so-sample` is the reference line, the others read only
+the observation or the paths).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from dgpg.domains.roads.belief import believed_links
 from dgpg.domains.roads.env import RoadConfig, RoadState, links_of
 from dgpg.domains.roads.links import link_increase, valid_actions
 
@@ -79,8 +83,9 @@ def so_sample(key: jax.Array, state: RoadState, config: RoadConfig) -> jax.Array
 
 
 def model_greedy(key: jax.Array, state: RoadState, config: RoadConfig) -> jax.Array:
-    """Platoons placed one at a time on the path of least exact TSTT increase (see above)."""
-    links = links_of(config)
+    """Platoons placed one at a time on the path of least exact TSTT increase (see above), by
+    the model's belief of the links (`dgpg.domains.roads.belief`; the truth at model_error 0)."""
+    links = believed_links(config)
     N, J = config.n_agents, config.jobs_per_step
     sizes = jnp.where(state.mask, state.platoons, 0.0).T.reshape(-1)  # slot-major (J N,)
     agents = jnp.tile(jnp.arange(N), J)

@@ -20,6 +20,9 @@ change, s = min_k delta_k (> 0: at least q times that path's free-flow time), ma
 order one whatever the platoon's size, the network's units, its congestion and N: cost_k =
 delta_k / min delta - 1 is how much more the path costs the system than the best one, relative
 to it; `cost_cap` bounds it without changing which paths minimise it.
+
+With `model_error` > 0 the model scores the paths with the links' believed free-flow times and
+capacities (`dgpg.domains.roads.belief`); the flows it meets are the same.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dgpg.domains.roads.env import RoadConfig, RoadState, links_of
+from dgpg.domains.roads.belief import believed_links
+from dgpg.domains.roads.env import RoadConfig, RoadState
 from dgpg.domains.roads.links import fold_missing, link_flows, path_increase
 
 
@@ -44,8 +48,9 @@ class RoadReference:
 
 def platoon_delta(state: RoadState, probs: jax.Array, config: RoadConfig) -> jax.Array:
     """delta_k (N, J, K): the exact TSTT change when each platoon takes path k, the other
-    platoons at their expected flows under `probs` (N, J, K) (see the module docstring)."""
-    links = links_of(config)
+    platoons at their expected flows under `probs` (N, J, K) (see the module docstring), on
+    the links the model believes in (the truth unless `config.model_error` > 0)."""
+    links = believed_links(config)
     p = fold_missing(probs, links)
     q = jnp.where(state.mask, state.platoons, 0.0)  # (N, J)
     mean_flows = link_flows(jnp.sum(q[..., None] * p, axis=1), links)  # (E + 1,)
