@@ -3,9 +3,10 @@
 The folder holds the whole domain: `grid` (MATPOWER/PYPOWER cases, PTDFs, line limits) and
 `dispatch` (economic dispatch, DC optimal power flow), `config` (JAX-free: the configuration,
 the case's ratings and the agents' candidate buses), `env` (the pure environment), `model` (its
-analytical model), `heuristics` and `domain` (its `Domain`); its experiment (`dgpg reproduce
-power`) lives in `dgpg.experiments.power`. This module is its JAX-free declaration; its
-PettingZoo environment is `dgpg.pettingzoo.parallel_env("power", ...)`, built from the `Domain`.
+analytical model), `belief` (what a misspecified model believes, `--set model.error=E`),
+`heuristics` and `domain` (its `Domain`); its experiment (`dgpg reproduce power`) lives in
+`dgpg.experiments.power`. This module is its JAX-free declaration; its PettingZoo environment
+is `dgpg.pettingzoo.parallel_env("power", ...)`, built from the `Domain`.
 """
 
 from dgpg.domains.spec import DomainOption, DomainSpec
@@ -27,6 +28,15 @@ SPEC = DomainSpec(
     slots_per_agent="blocks_per_step",
     candidates_per_slot="n_candidates",
     reference="central-optimum",
+    model_errors={
+        "systematic": "believed line ratings off by 1 + s E on the most loaded third of the "
+                      "lines at base case and 1 - s E on the others (s = +1 for an even seed, "
+                      "-1 for an odd one)",
+        "random": "believed line ratings off by a seeded factor in [1 - E, 1 + E] per line",
+        "outage": "ceil(10 E) lines, drawn by the seed from the ten most loaded at base case "
+                  "(the grid kept connected), believed out of service, flows rerouted over the "
+                  "reduced network; the grid keeps them",
+    },
     table_metrics=("return", "gen_cost", "violation_mw", "unserved_mw", "binding_lines"),
     options=(DomainOption(
         flag="--case", field="case", metavar="NAME_OR_PATH", path=True,

@@ -25,6 +25,7 @@ Rules fixed here:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -36,7 +37,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from dgpg.domains.fields import require_int, require_number
+from dgpg.domains.fields import require_int, require_model_error, require_number
+from dgpg.domains.power import SPEC
 from dgpg.domains.power.grid import CASE_NAMES, Grid, load_case, ptdf, with_limits
 
 MAX_AGENTS_PER_BUS = 4
@@ -98,6 +100,19 @@ class PowerConfig:
     """Value of lost load, in multiples of the reference price."""
     central_steps: int = 200
     """Adam steps of the reference heuristic's relaxed central placement."""
+    model_error: float = 0.0
+    """E in [0, 1): how wrong the analytical model and `model-greedy` believe the grid to be
+    (`dgpg.domains.power.belief`; 0 = exact). The environment, the posted prices and the
+    reference heuristic ignore it. Set as `--set model.error=E`."""
+    model_error_kind: str = "systematic"
+    """The misspecification family (`--set model.error_kind=NAME`): systematic (believed
+    ratings 1 + s E on the most loaded third of the lines at base case, 1 - s E on the others,
+    s = +1 for an even seed, -1 for an odd one), random (each line's believed rating off by a
+    seeded factor in [1 - E, 1 + E]) or outage (ceil(10 E) lines, drawn by the seed from the
+    ten most loaded, believed out of service, their flows rerouted over the reduced network,
+    while the grid keeps them)."""
+    model_error_seed: int = 0
+    """The family's seed (`--set model.error_seed=S`)."""
 
     def __post_init__(self) -> None:
         for name in ("n_agents", "episode_steps", "n_candidates", "blocks_per_step",
@@ -146,6 +161,7 @@ class PowerConfig:
             raise ValueError(f"load_scale {scale:g} puts the trough's base load at "
                              f"{trough:.6g} MW, below {grid.name}'s least generation "
                              f"{floor:.6g} MW")
+        require_model_error(self, tuple(SPEC.model_errors))
 
     @property
     def resolved_load_scale(self) -> float:
@@ -153,6 +169,16 @@ class PowerConfig:
         if self.load_scale is not None:
             return float(self.load_scale)
         return default_load_scale(self.case, self.flex_share)
+
+
+def exact_config(config: PowerConfig) -> PowerConfig:
+    """`config` with the misspecification fields at their defaults (the exact model): what the
+    grid's static data depends on, so that every error shares the truth's compiled constants."""
+    if (config.model_error, config.model_error_kind, config.model_error_seed) == (
+            0.0, "systematic", 0):
+        return config
+    return dataclasses.replace(config, model_error=0.0, model_error_kind="systematic",
+                               model_error_seed=0)
 
 
 # --------------------------------------------------------------------------- the case

@@ -63,7 +63,7 @@ import numpy as np
 from flax import struct
 
 from dgpg.domains.observation import Observation, pair_views
-from dgpg.domains.power.config import PowerConfig, power_data
+from dgpg.domains.power.config import PowerConfig, exact_config, power_data
 from dgpg.domains.power.dispatch import economic_dispatch_jax
 
 N_CANDIDATE_FEATURES = 4
@@ -119,9 +119,15 @@ class Net:
         return jnp.sum(self.pmax)
 
 
-@functools.lru_cache(maxsize=16)
 def net_of(config: PowerConfig) -> Net:
-    """The configuration's `Net` (built once, concrete even when first asked for in a trace)."""
+    """The configuration's `Net` (built once, concrete even when first asked for in a trace):
+    the true grid, the same object whatever the configuration's model error (the environment
+    ignores it; `dgpg.domains.power.belief` has what a misspecified model believes)."""
+    return _net_of(exact_config(config))
+
+
+@functools.lru_cache(maxsize=16)
+def _net_of(config: PowerConfig) -> Net:
     data = power_data(config)
     grid = data.grid
     limited = np.isfinite(grid.line_rating_mw)

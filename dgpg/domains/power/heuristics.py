@@ -23,6 +23,11 @@ fixed, `env.Period`), which is convex in x, by `central_steps` Adam steps (learn
 on the logits of x from the uniform placement. It then rounds one block at a time, the largest
 first: each goes to the candidate of least penalty with the blocks already rounded in place and
 the others at their relaxed placement (rounding by conditional expectations).
+
+With `model_error` E > 0 (`dgpg.domains.power.belief`) `model-greedy` places by the grid the
+misspecified model believes; `central-optimum`, the yardstick of every run, keeps the truth, and
+so do `cheapest-lmp` (it reads the prices the operator posts, computed on the true grid: what the
+agents observe, not a model) and `nearest` and `random` (they read nothing of the grid).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dgpg.domains.power.belief import believed_net
 from dgpg.domains.power.env import (
     PowerConfig,
     PowerState,
@@ -70,8 +76,10 @@ def cheapest_lmp(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.
 
 
 def model_greedy(key: jax.Array, state: PowerState, config: PowerConfig) -> jax.Array:
-    """Blocks placed one at a time on the candidate of least exact cost increase (see above)."""
-    net = net_of(config)
+    """Blocks placed one at a time on the candidate of least exact cost increase (see above),
+    as the model believes the grid (`dgpg.domains.power.belief`: the truth unless
+    config.model_error > 0)."""
+    net = believed_net(config)
     N, J = config.n_agents, config.blocks_per_step
     sizes = jnp.where(state.mask, state.blocks, 0.0).T.reshape(-1)  # slot-major (J N,)
     agents = jnp.tile(jnp.arange(N), J)

@@ -22,6 +22,10 @@ linear in pi, non-negative, zero exactly where pi puts its mass on the minimisin
 division by the block's energy at the reference price p_ref makes it dimensionless (the extra
 cost per MW of bus k over the best bus, in reference prices) and of order one whatever the
 case, the block's size and N; `cost_cap` bounds it without changing which buses minimise it.
+
+With `model_error` E > 0 the model prices the penalty on the grid it believes
+(`dgpg.domains.power.belief.believed_net`: other line ratings, or lines it believes out of
+service), while the environment keeps the truth.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dgpg.domains.power.env import PowerConfig, PowerState, line_penalty, net_of, period
+from dgpg.domains.power.belief import believed_net
+from dgpg.domains.power.env import PowerConfig, PowerState, line_penalty, period
 
 
 @struct.dataclass
@@ -47,8 +52,10 @@ class PowerReference:
 @functools.partial(jax.jit, static_argnums=2)
 def block_penalty(state: PowerState, probs: jax.Array, config: PowerConfig) -> jax.Array:
     """(N, J, K) $/h: the period's violation cost when each block goes to candidate k, the
-    other blocks at their expected placement under `probs` (N, J, K) (module docstring)."""
-    net = net_of(config)
+    other blocks at their expected placement under `probs` (N, J, K) (module docstring), on
+    the grid the model believes (`dgpg.domains.power.belief`: the truth unless
+    config.model_error > 0)."""
+    net = believed_net(config)
     p = period(state, net)
     own = jnp.einsum("njk,nkl->njl", probs, net.cand_ptdf)  # Phi ebar per block
     shift = p.share * p.sizes  # (N, J): MW each block withdraws, served share included
@@ -68,7 +75,7 @@ class AlignedPowerModel:
     def reference(self, state: PowerState, probs: jax.Array | None = None) -> PowerReference:
         if probs is None:
             raise ValueError("the mean-field stand-in needs the policy's probabilities")
-        net = net_of(self.config)
+        net = believed_net(self.config)
         penalty = block_penalty(state, probs, self.config)
         energy = jnp.maximum(jnp.where(state.mask, state.blocks, 0.0), 1e-9) * net.ref_price
         cost = (penalty - jnp.min(penalty, axis=-1, keepdims=True)) / energy[..., None]
