@@ -65,6 +65,19 @@ def _same_layout(a: Any, b: Any, rule: str, what: str) -> None:
                        f"{jnp.shape(x)} {jnp.result_type(x)}")
 
 
+def _declared_shape_problem(domain: Domain, config: Any, J: int, K: int) -> str | None:
+    """Why the configuration's fields that the spec names as J and K disagree with the
+    observation's J and K, or None."""
+    spec = domain.spec
+    for field, size, what in ((spec.slots_per_agent, J, "J (slots per agent)"),
+                              (spec.candidates_per_slot, K, "K (candidates per slot)")):
+        declared = getattr(config, field, None) if field is not None else size
+        if declared != size:
+            return (f"the spec names config.{field} as {what}, which is {declared!r}; the "
+                    f"observation has {size}")
+    return None
+
+
 def check_contract(domain: Domain, config: Any) -> None:
     """The cheap rules of the contract, checked before anything compiles (`dgpg train`,
     `evaluate` and `reproduce` run them): every heuristic and model importable, and the shapes
@@ -110,14 +123,8 @@ def check_contract(domain: Domain, config: Any) -> None:
     for field in ("candidates", "slots", "context"):
         require(shapes[field][1] == jnp.float32, "observe",
                 f"{field} must be float32, got {shapes[field][1]}")
-    spec = domain.spec
-    for field, size, what in ((spec.slots_per_agent, J, "J (slots per agent)"),
-                              (spec.candidates_per_slot, K, "K (candidates per slot)")):
-        if field is not None:
-            declared = getattr(config, field, None)
-            require(declared == size, "observe", f"the spec names config.{field} as {what}, "
-                                                 f"which is {declared!r}; the observation has "
-                                                 f"{size}")
+    problem = _declared_shape_problem(domain, config, J, K)
+    require(problem is None, "observe", problem)
     actions = jax.ShapeDtypeStruct((N, J), jnp.int32)
     try:
         out = jax.eval_shape(lambda k, s, a: domain.step(k, s, a, config), key, state, actions)
@@ -199,13 +206,8 @@ def check_domain(domain: Domain, config: Any, seed: int = 0) -> list[str]:
              f"context must be (N, Fx), got {obs.context.shape}")
     _require(obs.slot_mask.shape == (N, J) and obs.slot_mask.dtype == jnp.bool_, rule,
              f"slot_mask must be (N, J) bool, got {obs.slot_mask.shape} {obs.slot_mask.dtype}")
-    spec = domain.spec
-    for field, size, what in ((spec.slots_per_agent, J, "J (slots per agent)"),
-                              (spec.candidates_per_slot, K, "K (candidates per slot)")):
-        if field is not None:
-            declared = getattr(config, field, None)
-            _require(declared == size, rule, f"the spec names config.{field} as {what}, which "
-                                             f"is {declared!r}; the observation has {size}")
+    problem = _declared_shape_problem(domain, config, J, K)
+    _require(problem is None, rule, problem)
     for name in ("candidates", "slots", "context"):
         x = getattr(obs, name)
         _require(x.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(x))), rule,
