@@ -41,6 +41,30 @@ families (`DomainSpec.model_errors`): `--set model.error=0.3` sets `env.model_er
 DEFAULT_RUN = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 """The run fields `dgpg train` uses when neither its options nor a file give them."""
 
+DEFAULTS = 2
+"""The generation of the learners' defaults that a new run gets (`RunConfig.defaults`).
+A run's folder key and config.json name only what differs from its generation's defaults, so a
+changed default starts a new generation rather than changing what a stored run means:
+    1  alpha fixed, discount 0.99 in every domain (the runs written before generations);
+    2  the domain's discount (`DomainSpec.gamma`: 0 on RoadNet and PowerGrid) for every
+       learner, and DG-PG's adaptive guidance weight, which lets go of the model once the
+       policy does better than the model's own rule (`GENERATION_2`)."""
+
+GENERATION_1 = {"alpha_schedule": "fixed", "gamma": 0.99}
+"""The TrainConfig fields whose defaults changed in generation 2, as generation 1 had them."""
+
+GENERATION_2: dict[str, Any] = {"alpha_schedule": "adaptive"}
+"""What generation 2 sets over TrainConfig's own defaults (the discount comes from the
+domain): the adaptive guidance weight (`TrainConfig.alpha_schedule`)."""
+
+
+def train_defaults(algo: str, domain: str, generation: int) -> dict[str, Any]:
+    """The TrainConfig fields that a run of `algo` in `domain` has unless it overrides them:
+    the algorithm's tuned pair (`TUNED`) and its generation's defaults."""
+    if generation == 1:
+        return {**TUNED[algo], **GENERATION_1}
+    return {**TUNED[algo], **GENERATION_2, "gamma": float(get_spec(domain).gamma)}
+
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names the key."""
@@ -106,6 +130,9 @@ class RunConfig:
     env: Any = None
     """The domain's environment configuration (given: one, or a mapping of overridden
     fields)."""
+    defaults: int = DEFAULTS
+    """The generation of defaults that `train` is read against (`DEFAULTS`); runs stored
+    without one are generation 1."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.algo, str) or self.algo not in ALGORITHMS:
@@ -136,6 +163,11 @@ class RunConfig:
                 or not 0.0 <= self.alpha <= 1.0):  # also rejects NaN
             raise ConfigError(f"alpha must be a number in [0, 1], got {self.alpha!r:.40}")
         object.__setattr__(self, "alpha", float(self.alpha))
+        if (isinstance(self.defaults, bool) or not isinstance(self.defaults, int | np.integer)
+                or not 1 <= self.defaults <= DEFAULTS):
+            raise ConfigError(f"defaults must be a generation in 1..{DEFAULTS}, got "
+                              f"{self.defaults!r:.40}")
+        object.__setattr__(self, "defaults", int(self.defaults))
         try:
             object.__setattr__(self, "train", self._typed_train(self.train))
             object.__setattr__(self, "env", self._typed_env(self.env))
@@ -143,8 +175,9 @@ class RunConfig:
             raise ConfigError(_name_section(str(e))) from None
 
     def _typed_train(self, given: Any) -> TrainConfig:
-        """The learner's hyperparameters: shared defaults with the algorithm's tuned learning
-        rate and entropy coefficient (`TUNED`), then `given`, then the run's own fields."""
+        """The learner's hyperparameters: the defaults of the run's generation (shared, with
+        the algorithm's tuned learning rate and entropy coefficient and the domain's discount;
+        `train_defaults`), then `given`, then the run's own fields."""
         run = {"algo": self.algo, "alpha": self.alpha,
                **({"model": self.model} if self.algo in MODEL_ALGORITHMS else {})}
         if isinstance(given, TrainConfig):
@@ -152,9 +185,10 @@ class RunConfig:
                       if k not in RUN_ONLY}
         else:
             fields = self._checked("train", given)
-        defaults = dataclasses.asdict(TrainConfig(**TUNED[self.algo]))
-        return TrainConfig(**{**TUNED[self.algo],
-                              **{k: v for k, v in fields.items() if v != defaults[k]}, **run})
+        base = train_defaults(self.algo, self.domain, self.defaults)
+        defaults = dataclasses.asdict(TrainConfig(**base))
+        return TrainConfig(**{**base, **{k: v for k, v in fields.items() if v != defaults[k]},
+                              **run})
 
     def _typed_env(self, given: Any) -> Any:
         spec = get_spec(self.domain)
@@ -182,7 +216,8 @@ class RunConfig:
 
     def _defaults(self, section: str) -> dict[str, Any]:
         if section == "train":
-            return dataclasses.asdict(TrainConfig(**TUNED[self.algo]))
+            return dataclasses.asdict(TrainConfig(**train_defaults(self.algo, self.domain,
+                                                                   self.defaults)))
         return _env_defaults(self.domain)
 
     def train_config(self) -> TrainConfig:
@@ -212,7 +247,7 @@ class RunConfig:
         if not isinstance(run, dict):
             raise ConfigError("the run section is not a table of fields")
         run = upgrade_run_dict(run)
-        fields = {**run}
+        fields = {"defaults": 1, **run}  # stored before generations: generation 1
         extra = parse_overrides(fields.pop("overrides", ""))
         known = {f.name for f in dataclasses.fields(cls)} - {"train", "env"}
         if unknown := sorted(set(fields) - known):

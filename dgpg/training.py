@@ -51,19 +51,26 @@ from dgpg.domains.fields import truth
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
 from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.ppo import (
+    GuidanceTrust,
     Runner,
     TrainConfig,
+    adaptive,
     init_runner,
     make_policy,
     make_train_episode,
+    model_rule,
+    trust_weight,
 )
 from dgpg.reference_cache import reference_returns
 
 
-def metric_columns(env_config: EnvConfig) -> tuple[str, ...]:
-    """metrics.csv's columns for a run in the domain of `env_config`."""
+def metric_columns(env_config: EnvConfig, config: TrainConfig | None = None
+                   ) -> tuple[str, ...]:
+    """metrics.csv's columns for a run in the domain of `env_config` (with the adaptive
+    guidance weight, also the episode's weight)."""
+    trust = ("alpha",) if config is not None and adaptive(config) else ()
     return ("episode", "seed", "return", *domain_of(env_config).train_metrics, "val_return",
-            "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm",
+            "policy_loss", "value_loss", "entropy", "guidance_loss", "grad_norm", *trust,
             "wall_seconds")
 
 CONVERGENCE_WINDOW = 5
@@ -208,7 +215,7 @@ def train(
     check_folder(out, run, resume)
     out.mkdir(parents=True, exist_ok=True)
     tcfg, ecfg = run.train_config(), run.env_config()
-    columns = metric_columns(ecfg)
+    columns = metric_columns(ecfg, tcfg)
     K = run.seeds
     seed_ids = [run.seed + i for i in range(K)]
     ckpt_dir = out / "checkpoints"
@@ -256,6 +263,9 @@ def train(
             f" in its header, {start} in its state)")
 
     validate = make_validator(tcfg, ecfg, VALIDATION_SEEDS)
+    if adaptive(tcfg):  # the adaptive weight compares each seed's policy with the model's rule
+        rule_val = float(np.mean(evaluate(model_rule(tcfg, ecfg), ecfg,
+                                          VALIDATION_SEEDS)["return"]))
     t0 = time.perf_counter() - wall_before
     last = run.episodes if stop_after is None else min(run.episodes, stop_after)
     for episode in range(start + 1, last + 1):
@@ -271,6 +281,10 @@ def train(
                     if episode > 1 else "no checkpoint was written")
             raise RunError(f"training diverged in episode {episode}: non-finite {what}; "
                            f"stopped, {kept}")
+        if adaptive(tcfg):
+            alpha = trust_weight(tcfg.alpha, val, rule_val, tcfg.trust_margin)
+            alpha = alpha.astype(np.float32)
+            runners = runners.replace(trust=GuidanceTrust(jnp.asarray(alpha)))
         improved = val > best_val
         best_val = np.where(improved, val, best_val)
         best_actor = _where_seed(improved, runners.params["actor"], best_actor)

@@ -31,7 +31,8 @@ def _other_value(key: str, value):
                "train.gamma": 0.95, "train.gae_lambda": 0.9, "env.tide_amplitude": 0.4,
                "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp",
                "run.domain": "roads", "env.model_error": 0.3, "env.model_error_kind": "random",
-               "train.alpha_schedule": "linear", "train.guidance_scale": "slot"}
+               "train.alpha_schedule": "linear", "train.guidance_scale": "slot",
+               "run.defaults": 1}
     if key in special:
         return special[key]
     if isinstance(value, bool):
@@ -66,6 +67,8 @@ def test_every_field_is_settable_by_set_and_by_file(tmp_path):
         changed = [k for k, *_ in config.differences(RunConfig(**BASE), run)]
         expected = ({key, "run.model", "train.learning_rate", "train.ent_coef"}
                     if key == "run.algo" else {key})
+        if key == "run.defaults":  # generation 1 reads the fields it changed as they were
+            expected = {key} | {f"train.{f}" for f in config.GENERATION_1}
         assert set(changed) <= expected and key in changed, (key, changed)
     assert resolve(BASE, parse_set(["run.model=fluid"])).model == "fluid"
 
@@ -242,3 +245,32 @@ def test_a_run_without_out_gets_a_folder_of_its_own(tmp_path, monkeypatch):
     assert second != first and not second.exists()
     code, _, err = run_cli(["train", "--resume"])
     assert code == 2 and "--resume needs --out" in err
+
+
+def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_with():
+    """Runs written before generations read as generation 1 (fixed alpha, discount 0.99 in
+    every domain), with the same overrides text and sweep key as before; a new run is of
+    generation 2: the domain's discount and the adaptive weight, and a fixed alpha is then an
+    override that names it."""
+    from dgpg.experiments.sweep import RunSpec
+
+    old = RunConfig.from_dict({"algo": "dgpg", "n_agents": 50, "episodes": 100, "seed": 0,
+                               "seeds": 3, "alpha": 0.5, "model": "aligned",
+                               "domain": "roads", "overrides": ""})
+    assert old.defaults == 1 and old.overrides == ""
+    assert old.train.gamma == 0.99 and old.train.alpha_schedule == "fixed"
+    assert RunSpec.of(old).key == "dgpg_n50_a0.5_e100_s0x3_aligned_roads"
+
+    new = RunConfig(algo="dgpg", n_agents=50, episodes=100, seeds=3, domain="roads")
+    assert new.defaults == config.DEFAULTS == 2
+    assert new.train.gamma == 0.0 and new.train.alpha_schedule == "adaptive"
+    assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_aligned_roads_g2"
+    assert RunConfig(**BASE).train.gamma == 0.99  # the cloud's jobs outlive a step
+    fixed = RunConfig(**BASE, train={"alpha_schedule": "fixed"})
+    assert json.loads(fixed.overrides) == {"train": {"alpha_schedule": "fixed"}}
+    assert RunConfig.from_dict(fixed.to_json()["run"]) == fixed  # stored and read back
+    # generation 1 asked for explicitly: the old meaning, the old key
+    assert RunSpec("dgpg", 50, 100, seeds=3, domain="roads").key == RunSpec.of(old).key
+    for bad in (0, 3, True, "2"):
+        with pytest.raises(ConfigError, match="defaults"):
+            RunConfig(**BASE, defaults=bad)

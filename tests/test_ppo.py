@@ -432,3 +432,46 @@ def test_dr_trains_with_the_model_and_no_guidance_term():
     assert float(metrics["guidance_loss"]) == 0.0
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert config.uses_model and not TrainConfig(algo="mappo").uses_model
+
+
+def test_the_adaptive_weight_trusts_the_model_while_its_rule_is_ahead():
+    """alpha while the model's rule does at least as well as the policy; 0 once the policy
+    leads it by the margin; linear in between, per seed, for negative returns (costs) too."""
+    rule = -20.0
+    policy = np.array([-30.0, -20.0, -19.0, -18.0, -10.0])  # leads: -0.5, 0, 0.05, 0.1, 0.5
+    np.testing.assert_allclose(ppo.trust_weight(0.5, policy, rule, margin=0.1),
+                               [0.5, 0.5, 0.25, 0.0, 0.0], atol=1e-12)
+    assert ppo.trust_weight(0.5, np.array([12.0]), 10.0, 0.1)[0] == pytest.approx(0.0)  # rewards
+    assert ppo.trust_weight(0.5, np.array([10.5]), 10.0, 0.1)[0] == pytest.approx(0.25)
+    assert ppo.trust_weight(0.5, np.array([-15.0]), rule)[0] == pytest.approx(0.25)  # 0.5
+
+
+def test_the_adaptive_weight_is_the_runner_s_and_the_update_uses_it():
+    """An adaptive runner carries its weight; with the weight set to 0 the update is MAPPO's
+    (alpha = 0) and with it set to 0.9 it is fixed alpha = 0.9's, to float32 rounding."""
+    adaptive = TrainConfig(algo="dgpg", alpha=0.9, alpha_schedule="adaptive", **SMALL)
+    runner = init_runner(jax.random.key(0), adaptive, SMALL_ENV)
+    assert float(runner.trust.alpha) == pytest.approx(0.9)
+    assert init_runner(jax.random.key(0), TrainConfig(**SMALL), SMALL_ENV).trust is None
+
+    def gap(x, y):
+        return max(float(jnp.max(jnp.abs(u - v)))
+                   for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True))
+
+    trained = []
+    for weight in (0.0, 0.9):
+        fixed = TrainConfig(algo="dgpg", alpha=weight, **SMALL)
+        plain = init_runner(jax.random.key(0), fixed, SMALL_ENV)
+        trusting = plain.replace(trust=ppo.GuidanceTrust(jnp.float32(weight)))
+        (a, _), (b, metrics) = (_train_fn(fixed, SMALL_ENV)(plain),
+                                _train_fn(adaptive, SMALL_ENV)(trusting))
+        assert gap(a.params["actor"], b.params["actor"]) < 1e-5
+        assert float(metrics["alpha"]) == pytest.approx(weight)
+        trained.append(b.params["actor"])
+    assert gap(*trained) > 1e-4
+
+
+def test_the_model_rule_is_the_domain_s_model_greedy_or_the_model_s_cheapest_candidate():
+    from dgpg.domains.cloud.heuristics import model_greedy
+
+    assert ppo.model_rule(TrainConfig(**SMALL), SMALL_ENV) is model_greedy

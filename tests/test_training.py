@@ -27,7 +27,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from dgpg import checkpoint, training
 from dgpg.checkpoint import CheckpointError
-from dgpg.config import upgrade_run_dict
+from dgpg.config import DEFAULTS, upgrade_run_dict
 from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS
 from dgpg.learners.ppo import TrainConfig
 from dgpg.training import (
@@ -148,7 +148,7 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
     saved = json.loads((out / "config.json").read_text())
     assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
                             "seeds": 2, "alpha": 0.5, "model": "aligned", "domain": "cloud",
-                            "overrides": ""}
+                            "overrides": "", "defaults": DEFAULTS}
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
 

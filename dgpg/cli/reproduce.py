@@ -126,7 +126,8 @@ def reproduce(
 
         flag = ctx.args[0].partition("=")[0]
         owner = next(d for d in names() if get_spec(d).option(flag) is not None)
-        if name != "all" and experiments.experiment_domain(name) != owner:
+        if (name != "all" and experiments.experiment_domain(name) != owner
+                and not takes(name, env)):
             raise CLIError(f"{flag} applies to "
                            f"{', '.join(experiments.domain_experiments(owner))}, not {name}")
         try:
@@ -154,7 +155,7 @@ def reproduce(
         runs = out  # `all`: one runs/ folder shared by every figure
     for n in known if name == "all" else (name,):
         folder = output_dir(out / n) if name == "all" else out
-        given = env if experiments.experiment_domain(n) == owner else {}
+        given = env if experiments.experiment_domain(n) == owner or takes(n, env) else {}
         seconds = run_with_progress(n, folder, runs=runs, quick=quick, seeds=seeds,
                                     backend=backend, address=address, workers=workers,
                                     grid=grid, **given)
@@ -163,3 +164,14 @@ def reproduce(
         table = folder / f"{n}.md"
         if table.exists():
             console.print(table.read_text(), markup=False, highlight=False)
+
+
+def takes(name: str, env: dict) -> bool:
+    """Whether experiment `name`'s `run` takes the domain options `env` as its own arguments
+    (a shared experiment with a panel of that domain: model-error's --network)."""
+    import inspect
+
+    from dgpg import experiments
+
+    return bool(env) and set(env) <= set(inspect.signature(experiments.module(name).run)
+                                         .parameters)

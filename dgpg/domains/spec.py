@@ -97,6 +97,10 @@ class DomainSpec:
     0 = exact), `model_error_kind` and `model_error_seed`, set as `--set model.error=E`,
     `model.error_kind=NAME` and `model.error_seed=S`: the environment ignores them (it keeps
     the truth), the models and the model-based heuristics use the belief."""
+    gamma: float = 0.99
+    """The discount every learner uses in this domain (run generation 2 on, `dgpg.config`): 0
+    where each period's outcome does not depend on the actions of the periods before it, so
+    that no learner's advantage carries the noise of periods its action cannot change."""
     sweep_key: str | None = None
     """"module:function" mapping a run's env overrides (a dict) to those that name it in a
     sweep's folder key, e.g. a network file as its digest rather than its path (None: as given)."""
@@ -126,6 +130,10 @@ class DomainSpec:
             raise DomainError(f"domain {name}: its reference {self.reference!r} is not one of "
                               f"its heuristics ({', '.join(self.heuristics) or 'none'})")
         object.__setattr__(self, "table_metrics", tuple(self.table_metrics))
+        if (isinstance(self.gamma, bool) or not isinstance(self.gamma, int | float)
+                or not 0.0 <= self.gamma <= 1.0):
+            raise DomainError(f"domain {name}: gamma must be a discount in [0, 1], got "
+                              f"{self.gamma!r:.40}")
         if not self.table_metrics or self.table_metrics[0] != "return":
             raise DomainError(f"domain {name}: table_metrics must start with 'return'")
         for field in ("slots_per_agent", "candidates_per_slot"):

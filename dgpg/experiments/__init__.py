@@ -24,7 +24,7 @@ from typing import Any
 from dgpg.domains import get_spec, names
 
 SHARED = ("fig2", "fig3", "tuning", "fig4", "fig5", "variance", "nash", "alignment", "ablation",
-          "actors", "transfer")
+          "actors", "transfer", "model-error")
 """The experiments of this package, in the order of `dgpg reproduce all` (tuning before figure 4,
 which uses its winners)."""
 
@@ -58,7 +58,7 @@ def registry() -> dict[str, str]:
     domains = names()
     for domain in domains[:1]:
         found.update(domain_experiments(domain))
-    found.update({name: f"{__name__}.{name}" for name in SHARED})
+    found.update({name: f"{__name__}.{name.replace('-', '_')}" for name in SHARED})
     for domain in domains[1:]:
         for name, module in domain_experiments(domain).items():
             found.setdefault(name, module)

@@ -148,21 +148,25 @@ class RunSpec:
     `key`. Built from the run's fields (`RunSpec("dgpg", 50, 100, overrides=...)`, the train and
     env fields that differ from the defaults as `overrides_json` text) or from a RunConfig
     (`RunSpec.of(run)`); the run's fields read through (`spec.algo`, `spec.overrides`). MAPPO
-    and IPPO ignore alpha; it is stored as 0 for them so that equal runs have equal keys."""
+    and IPPO ignore alpha; it is stored as 0 for them so that equal runs have equal keys.
+    Built from fields, a run is of defaults generation `defaults`, 1 unless given: the
+    experiments whose committed runs were trained before generation 2 stay comparable with
+    them (`dgpg.config.DEFAULTS`)."""
 
     run: Any
     """The `dgpg.config.RunConfig` of the run."""
 
     def __init__(self, algo: str, n_agents: int, episodes: int, alpha: float = 0.5,
                  seed: int = 0, seeds: int = 1, overrides: str = "", model: str = "aligned",
-                 domain: str = DEFAULT_DOMAIN) -> None:
+                 domain: str = DEFAULT_DOMAIN, defaults: int = 1) -> None:
         from dgpg.config import ConfigError, RunConfig
 
         try:
             extra = parse_overrides(overrides)
             run = RunConfig(algo=algo, n_agents=n_agents, episodes=episodes, seed=seed,
                             seeds=seeds, alpha=0.0 if algo != "dgpg" else alpha, model=model,
-                            domain=domain, train=extra["train"], env=extra["env"])
+                            domain=domain, train=extra["train"], env=extra["env"],
+                            defaults=defaults)
         except ConfigError as e:
             raise ValueError(f"bad run configuration: {e}") from None
         object.__setattr__(self, "run", run)
@@ -182,7 +186,8 @@ class RunSpec:
         run = self.run
         return {"algo": run.algo, "n_agents": run.n_agents, "episodes": run.episodes,
                 "alpha": run.alpha, "seed": run.seed, "seeds": run.seeds,
-                "overrides": run.overrides, "model": run.model, "domain": run.domain}
+                "overrides": run.overrides, "model": run.model, "domain": run.domain,
+                "defaults": run.defaults}
 
     def __repr__(self) -> str:  # evaluable: the constructor's arguments
         return "RunSpec(" + ", ".join(f"{k}={v!r}" for k, v in self.arguments().items()) + ")"
@@ -203,6 +208,8 @@ class RunSpec:
             key += f"_{run.model}"
         if run.domain != DEFAULT_DOMAIN:  # the default domain's runs predate the option
             key += f"_{run.domain}"
+        if run.defaults > 1:  # generation 1's runs predate generations
+            key += f"_g{run.defaults}"
         return key
 
     def run_config(self):

@@ -23,7 +23,7 @@ observation, and the scorer plus a learned logit offset per (agent, slot) (`IdAc
 
 TRANSFERABLE_ACTORS = ("scorer", "scorer-raw", "mlp")
 
-ALPHA_SCHEDULES = ("fixed", "linear")
+ALPHA_SCHEDULES = ("fixed", "linear", "adaptive")
 """How DG-PG's guidance weight moves over training (`TrainConfig.alpha_schedule`)."""
 
 GUIDANCE_SCALES = ("model", "slot")
@@ -97,7 +97,12 @@ class TrainConfig:
     alpha_schedule: str = "fixed"
     """DG-PG only: `fixed`, alpha in every episode; `linear`, alpha in the first episode down
     (or up) to `alpha_final` at episode `alpha_decay_episodes` + 1, then `alpha_final`, so that
-    the policy gradient can take the policy past a wrong model's choices."""
+    the policy gradient can take the policy past a wrong model's choices; `adaptive`, alpha
+    while the model's own rule does at least as well as the policy on the validation scenarios,
+    less as the policy gets ahead of it (`dgpg.learners.ppo.trust_weight`)."""
+    trust_margin: float = 0.5
+    """`adaptive` only: the policy's lead over the model's rule on the validation scenarios,
+    as a fraction of the rule's cost, at which the guidance weight reaches 0."""
     alpha_final: float = 0.2
     """`linear` only: the guidance weight the schedule ends at, in [0, 1]."""
     alpha_decay_episodes: int = 20
@@ -129,7 +134,7 @@ class TrainConfig:
         if not isinstance(self.id_per_slot, bool):
             raise ValueError(f"id_per_slot must be true or false, got {self.id_per_slot!r:.40}")
         for name in ("learning_rate", "ent_coef", "vf_coef", "clip_eps", "gamma", "gae_lambda",
-                     "max_grad_norm", "id_scale"):
+                     "max_grad_norm", "id_scale", "trust_margin"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

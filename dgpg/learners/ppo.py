@@ -70,6 +70,27 @@ class ValueNorm:
 
 
 @struct.dataclass
+class GuidanceTrust:
+    """The adaptive guidance weight's state (`alpha_schedule="adaptive"`): the weight of the
+    next episode, set after each episode by `trust_weight` from how the policy compares with the
+    model's own rule."""
+
+    alpha: jax.Array  # () float32
+
+
+def trust_weight(alpha: float, policy_return: Any, rule_return: float,
+                 margin: float = 0.5) -> Any:
+    """The adaptive guidance weight: `alpha` while the model's own rule (`model-greedy`, on the
+    model's belief) does at least as well as the policy on the validation scenarios, falling
+    linearly to 0 as the policy's lead grows to `margin` of the rule's cost
+    (`TrainConfig.trust_margin`). The
+    guidance pulls the policy towards the model's choices: worth it while they are better than
+    the policy's, harmful once the policy has gone past them. Works on arrays (one per seed)."""
+    lead = (policy_return - rule_return) / max(abs(rule_return), 1e-9)
+    return alpha * (1.0 - lead / max(margin, 1e-9)).clip(0.0, 1.0)
+
+
+@struct.dataclass
 class Runner:
     """Everything a training run carries from one episode to the next."""
 
@@ -78,6 +99,7 @@ class Runner:
     value_norm: ValueNorm
     key: jax.Array
     episode: jax.Array  # () int32, episodes trained so far (= next training scenario seed)
+    trust: GuidanceTrust | None = None  # the adaptive guidance weight; None for the others
 
 
 @struct.dataclass
@@ -135,7 +157,13 @@ def init_runner(key: jax.Array, config: TrainConfig, env_config: EnvConfig) -> R
         value_norm=ValueNorm.create(),
         key=k_run,
         episode=jnp.zeros((), jnp.int32),
+        trust=GuidanceTrust(jnp.float32(config.alpha)) if adaptive(config) else None,
     )
+
+
+def adaptive(config: TrainConfig) -> bool:
+    """DG-PG with the adaptive guidance weight."""
+    return config.algo == "dgpg" and config.alpha_schedule == "adaptive"
 
 
 # --------------------------------------------------------------------------- pieces
@@ -295,7 +323,7 @@ def make_rollout(config: TrainConfig, env_config: EnvConfig, dense: bool = False
 
 def guidance_weight(config: TrainConfig, episode: jax.Array) -> jax.Array:
     """`config.guidance_weight_at(episode)` for a traced episode count (0-based), float32."""
-    if config.algo != "dgpg" or config.alpha_schedule == "fixed":
+    if config.algo != "dgpg" or config.alpha_schedule in ("fixed", "adaptive"):
         return jnp.float32(config.guidance_weight)
     done = jnp.clip(episode / config.alpha_decay_episodes, 0.0, 1.0)
     return jnp.float32(config.alpha + (config.alpha_final - config.alpha) * done)
@@ -417,8 +445,9 @@ def make_update(config: TrainConfig, env_config: EnvConfig, dense: bool = False)
         if config.algo == "dr":  # the actor follows the modelled credit; the critic still learns
             advantages = traj.credit
         value_norm = runner.value_norm.update(returns)
+        alpha = runner.trust.alpha if adaptive(config) else guidance_weight(config, runner.episode)
         data = {"traj": traj, "advantages": advantages, "targets": value_norm.normalize(returns),
-                "alpha": guidance_weight(config, runner.episode)}
+                "alpha": alpha}
         (params, opt_state, _, _), aux = jax.lax.scan(
             update_epoch, (runner.params, runner.opt_state, data, key), None,
             length=config.update_epochs,
@@ -445,13 +474,38 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         metrics["return"] = jnp.sum(env_metrics["reward"])
         metrics.update({name: jnp.mean(env_metrics[name]) for name in logged})
-        runner = Runner(params, opt_state, value_norm, key, runner.episode + 1)
+        if runner.trust is not None:
+            metrics["alpha"] = runner.trust.alpha
+        runner = Runner(params, opt_state, value_norm, key, runner.episode + 1, runner.trust)
         return runner, metrics
 
     return train_episode
 
 
 # --------------------------------------------------------------------------- acting
+
+
+MODEL_RULE = "model-greedy"
+"""The heuristic that acts on the analytical model's choices, where a domain declares one."""
+
+
+def model_rule(config: TrainConfig, env_config: EnvConfig):
+    """The model's own rule as a `Policy` (key, state, env_config) -> actions (N, J): the
+    domain's `model-greedy` heuristic where it has one, else each slot to the candidate of
+    least guidance gradient at the uniform policy (the model's cheapest candidate). Both act on
+    the model's belief (`model.error`) in the true environment."""
+    domain = domain_of(env_config)
+    if MODEL_RULE in domain.spec.heuristics:
+        return domain.heuristics[MODEL_RULE]
+    model = domain.make_model(config.model, env_config)
+    J, K = domain.decision_shape(env_config)
+
+    def policy(key, state, env_config):
+        probs = jnp.full((env_config.n_agents, J, K), 1.0 / K)
+        cost = jax.grad(model.guidance_loss)(probs, model.reference(state, probs))
+        return jnp.argmin(cost, axis=-1).astype(jnp.int32)
+
+    return policy
 
 
 def make_policy(config: TrainConfig, actor_params, greedy: bool = True, dense: bool = False):

@@ -28,6 +28,7 @@ SPEC = DomainSpec(
     slots_per_agent="blocks_per_step",
     candidates_per_slot="n_candidates",
     reference="central-optimum",
+    gamma=0.0,
     model_errors={
         "systematic": "believed line ratings off by 1 + s E on the most loaded third of the "
                       "lines at base case and 1 - s E on the others (s = +1 for an even seed, "

@@ -28,6 +28,7 @@ SPEC = DomainSpec(
     slots_per_agent="jobs_per_step",
     candidates_per_slot="n_candidates",
     reference="so-sample",
+    gamma=0.0,
     model_errors={
         "systematic": "believed link free-flow time t0 (1 - E u) and capacity c (1 + E u) per "
                       "capacity class (u = +1 on links below the mean capacity, -1 on the "
