@@ -46,9 +46,10 @@ DEFAULTS = 2
 A run's folder key and config.json name only what differs from its generation's defaults, so a
 changed default starts a new generation rather than changing what a stored run means:
     1  alpha fixed, discount 0.99 in every domain (the runs written before generations);
-    2  the domain's discount (`DomainSpec.gamma`: 0 on RoadNet and PowerGrid) for every
-       learner, and DG-PG's adaptive guidance weight, which lets go of the model once the
-       policy does better than the model's own rule (`GENERATION_2`)."""
+    2  the domain's discount (`DomainSpec.gamma`: 0 on RoadNet and PowerGrid) and its other
+       learner settings (`DomainSpec.train_defaults`: every agent in each minibatch on
+       RoadNet) for every learner, and DG-PG's adaptive guidance weight, which lets go of the
+       model once the policy does better than the model's own rule (`GENERATION_2`)."""
 
 GENERATION_1 = {"alpha_schedule": "fixed", "gamma": 0.99}
 """The TrainConfig fields whose defaults changed in generation 2, as generation 1 had them."""
@@ -63,7 +64,12 @@ def train_defaults(algo: str, domain: str, generation: int) -> dict[str, Any]:
     the algorithm's tuned pair (`TUNED`) and its generation's defaults."""
     if generation == 1:
         return {**TUNED[algo], **GENERATION_1}
-    return {**TUNED[algo], **GENERATION_2, "gamma": float(get_spec(domain).gamma)}
+    spec = get_spec(domain)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - RUN_ONLY
+    if unknown := sorted(set(spec.train_defaults) - fields):
+        raise ConfigError(f"domain {domain}: train_defaults names no learner field "
+                          f"{unknown[0]!r:.40}")
+    return {**TUNED[algo], **GENERATION_2, **spec.train_defaults, "gamma": float(spec.gamma)}
 
 
 class ConfigError(ValueError):

@@ -264,6 +264,7 @@ def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_wit
     new = RunConfig(algo="dgpg", n_agents=50, episodes=100, seeds=3, domain="roads")
     assert new.defaults == config.DEFAULTS == 2
     assert new.train.gamma == 0.0 and new.train.alpha_schedule == "adaptive"
+    assert new.train.agents_per_minibatch == 1024 and old.train.agents_per_minibatch == 128
     assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_aligned_roads_g2"
     assert RunConfig(**BASE).train.gamma == 0.99  # the cloud's jobs outlive a step
     fixed = RunConfig(**BASE, train={"alpha_schedule": "fixed"})
@@ -274,3 +275,13 @@ def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_wit
     for bad in (0, 3, True, "2"):
         with pytest.raises(ConfigError, match="defaults"):
             RunConfig(**BASE, defaults=bad)
+
+
+def test_a_domain_s_learner_defaults_must_name_learner_fields(monkeypatch):
+    import dataclasses as dc
+
+    spec = get_spec("power")
+    monkeypatch.setattr(config, "get_spec", lambda name: dc.replace(
+        spec, train_defaults={"learning_rat": 0.1}) if name == "power" else get_spec(name))
+    with pytest.raises(ConfigError, match="learning_rat"):
+        RunConfig(algo="mappo", n_agents=5, episodes=1, domain="power")

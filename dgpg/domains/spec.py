@@ -101,6 +101,9 @@ class DomainSpec:
     """The discount every learner uses in this domain (run generation 2 on, `dgpg.config`): 0
     where each period's outcome does not depend on the actions of the periods before it, so
     that no learner's advantage carries the noise of periods its action cannot change."""
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Other learner hyperparameters (`TrainConfig` fields) this domain sets for every learner
+    alike, run generation 2 on: e.g. RoadNet's agents per minibatch."""
     sweep_key: str | None = None
     """"module:function" mapping a run's env overrides (a dict) to those that name it in a
     sweep's folder key, e.g. a network file as its digest rather than its path (None: as given)."""
@@ -134,6 +137,11 @@ class DomainSpec:
                 or not 0.0 <= self.gamma <= 1.0):
             raise DomainError(f"domain {name}: gamma must be a discount in [0, 1], got "
                               f"{self.gamma!r:.40}")
+        if not isinstance(self.train_defaults, Mapping) or not all(
+                isinstance(k, str) and k.isidentifier() for k in self.train_defaults):
+            raise DomainError(f"domain {name}: train_defaults must map learner field names "
+                              "to values")
+        object.__setattr__(self, "train_defaults", dict(self.train_defaults))
         if not self.table_metrics or self.table_metrics[0] != "return":
             raise DomainError(f"domain {name}: table_metrics must start with 'return'")
         for field in ("slots_per_agent", "candidates_per_slot"):

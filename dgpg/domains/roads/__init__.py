@@ -29,6 +29,7 @@ SPEC = DomainSpec(
     candidates_per_slot="n_candidates",
     reference="so-sample",
     gamma=0.0,
+    train_defaults={"agents_per_minibatch": 1024},  # every agent on Sioux Falls
     model_errors={
         "systematic": "believed link free-flow time t0 (1 - E u) and capacity c (1 + E u) per "
                       "capacity class (u = +1 on links below the mean capacity, -1 on the "
