@@ -227,3 +227,55 @@ def test_a_spec_is_checked_when_declared():
                             ({"table_metrics": ("cost",)}, "must start with 'return'")]:
         with pytest.raises(DomainError, match=message):
             DomainSpec(**{**base, **change})
+
+
+EXAMPLE = ROOT / "examples" / "plugin_domain"
+
+
+@pytest.fixture
+def example(tmp_path, monkeypatch):
+    """The example plug-in (`examples/plugin_domain`, the `charging` domain) installed into this
+    process and its subprocesses."""
+    site = tmp_path / "site"
+    _install(site, {"charging": "dgpg_charging:SPEC"}, name="dgpg_charging")
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(site), str(EXAMPLE), os.environ.get("PYTHONPATH", "")]))
+    domains.refresh()
+    yield site
+    monkeypatch.undo()
+    domains.refresh()
+
+
+def test_the_example_plugin_guides_in_minutes_and_trains_with_the_defaults(example, tmp_path):
+    """Its guidance loss is tens of minutes at the uniform policy (unscaled on purpose); the
+    adaptive weight's rule, for a domain with no `model-greedy`, is the model's cheapest
+    candidate, here the domain's own greedy heuristic; and the defaults train it."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dgpg.learners.ppo import TrainConfig, model_rule
+
+    domain = get_domain("charging")
+    config = domain.spec.config_type()(n_agents=6)
+    assert "model marginal" in check_domain(domain, config)
+    state = domain.reset(jax.random.key(0), config)
+    model = domain.make_model(None, config)
+    J, K = domain.decision_shape(config)
+    uniform = jnp.full((6, J, K), 1.0 / K)
+    assert float(model.guidance_loss(uniform, model.reference(state, uniform))) > 5.0
+    rule = model_rule(TrainConfig(), config)(jax.random.key(1), state, config)
+    greedy = domain.heuristics["greedy"](jax.random.key(1), state, config)
+    np.testing.assert_array_equal(np.asarray(rule), np.asarray(greedy))
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--domain", "charging", "--episodes", "2", "--agents", "4",
+                            "--set", "env.episode_steps=8", "--out", str(out), "--json"])
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["alpha_schedule"] == "adaptive" and saved["run"]["defaults"] == 2
+    with (out / "metrics.csv").open() as f:
+        header = f.readline().strip().split(",")
+    assert "alpha" in header
