@@ -61,6 +61,9 @@ def test_the_gap_closed_is_measured_from_the_wrong_rule_to_the_true_one(result):
         assert row["final_gap_closed"] == pytest.approx(expected)
         assert row["final_cost_over_reference"] == pytest.approx(
             row["final_test_return"] / rules[0.0]["reference_test_return"])
+        random, ref = rules[0.0]["random_test_return"], rules[0.0]["reference_test_return"]
+        assert row["final_random_gap_closed"] == pytest.approx(
+            (row["final_test_return"] - random) / (ref - random))
 
 
 def test_it_writes_its_figure_and_tables_and_reruns_without_training(result):

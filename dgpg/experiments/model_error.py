@@ -153,8 +153,9 @@ def tasks(grid: Grid):
                 mine[name, error] = grid.run_spec(panel, learner,
                                                   error if learner.uses_model else 0.0)
         runs[panel] = mine
+        every = tuple(get_spec(panel.domain).heuristics)  # at E = 0: random and the reference
         heuristics[panel] = {
-            error: HeuristicSpec(panel.n_agents, (RULE,) if error > 0 else (RULE, reference),
+            error: HeuristicSpec(panel.n_agents, (RULE,) if error > 0 else every,
                                  overrides_json(env=grid.env(panel, error)),
                                  domain=panel.domain)
             for error in grid.errors}
@@ -198,11 +199,13 @@ def run(out: Path, grid: Grid | None = None, network: str | None = None,
         ref_test = results[0.0][reference]["return"]["mean"]
         ref_val = results["validation"][reference]["return"]["mean"]
         true_rule = results[0.0][RULE]["return"]["mean"]
+        random = results[0.0].get("random", {}).get("return", {}).get("mean")
         for error in grid.errors:
             rule = results[error][RULE]["return"]
             heuristic_rows.append({
                 "domain": panel.domain, "panel": panel.label, "error": error,
                 "reference": reference, "reference_test_return": ref_test,
+                "random_test_return": random,
                 "rule_test_return": rule["mean"], "rule_test_return_ci": rule["ci95"],
                 "true_rule_test_return": true_rule,
                 "rule_cost_over_reference": rule["mean"] / ref_test,
@@ -215,6 +218,10 @@ def run(out: Path, grid: Grid | None = None, network: str | None = None,
             row = {"domain": panel.domain, "panel": panel.label, "learner": name,
                    "error": error, **common.run_row(spec, summary, values)}
             row.update(_relative(row, ref_test, wrong_rule, true_rule))
+            final = row.get("final_test_return")
+            row["final_random_gap_closed"] = (
+                None if random is None or final is None or abs(ref_test - random) < 1e-12
+                else (final - random) / (ref_test - random))
             check = min(CHECK_EPISODE, values.shape[0])
             row["check_episode"] = check
             row["val_cost_over_reference_at_check"] = float(values[check - 1].mean()) / ref_val
@@ -312,6 +319,8 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
             "policy after the last episode, both greedy on the 40 test scenarios (± 95 % CI); "
             f"gap closed = the share of the way from `{RULE}` with the wrong model to `{RULE}` "
             "with the true model that the policy covers (below 0: worse than the wrong rule); "
+            "random to ref = the share of the way from `random` to the reference (a cost no "
+            "policy changes, such as a grid's base load, makes cost ratios look close to 1); "
             f"val @ {CHECK_EPISODE} = the validation cost at episode {CHECK_EPISODE} over the "
             f"reference's; {common.SETTLE_NOTE}.\n\n")
     parts = [head]
@@ -327,7 +336,8 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
                       key=lambda r: (r["error"], grid.learners.index(r["learner"])))
         parts.append(common.md_table(
             ["E", "learner", "best: cost / ref", "best: gap closed", "final: cost / ref",
-             "final: gap closed", "final (sampled) return", f"val @ {CHECK_EPISODE}",
+             "final: gap closed", "final: random to ref", "final (sampled) return",
+             f"val @ {CHECK_EPISODE}",
              "settle", "seeds settled"],
             [[f"{r['error']:g}", r["learner"],
               common.pm_or_dash(r["best_cost_over_reference"],
@@ -335,7 +345,7 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
               _share(r["best_gap_closed"]),
               common.pm_or_dash(r["final_cost_over_reference"],
                                 r["final_cost_over_reference_ci"], 3),
-              _share(r["final_gap_closed"]),
+              _share(r["final_gap_closed"]), _share(r["final_random_gap_closed"]),
               common.pm_or_dash(r["final_test_return_sampled"],
                                 r["final_test_return_sampled_ci"]),
               f"{r['val_cost_over_reference_at_check']:.3f}", common.settle_cell(r),
