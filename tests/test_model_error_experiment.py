@@ -15,7 +15,7 @@ from dgpg.experiments.model_error import Grid, Panel
 TINY = Panel("cloud", 2, "HeteroCloud, N=2", env=(("episode_steps", 20),),
              train=(("update_epochs", 2), ("num_minibatches", 2), ("hidden", 16)))
 GRID = Grid(panels=(TINY,), errors=(0.0, 0.5), learners=("dgpg", "mappo"), episodes=2,
-            seeds=1)
+            seeds=1, budget=1)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,9 @@ def result(tmp_path_factory):
 def test_the_runs_are_of_generation_2_with_the_model_error_of_their_row(result):
     out, res = result
     rows = {(r["learner"], r["error"]): r for r in res["rows"]}
-    assert set(rows) == {(n, e) for n in GRID.learners for e in GRID.errors}
+    budget = "dgpg, 1 episodes"
+    assert set(rows) == {(n, e) for n in GRID.learners for e in GRID.errors} | {(budget, 0.5)}
+    assert rows[budget, 0.5]["episodes"] == 1 and rows["dgpg", 0.5]["episodes"] == 2
     specs, _ = model_error.tasks(GRID)
     runs = specs[TINY]
     keys = {k: s.key for k, s in runs.items()}
@@ -39,7 +41,8 @@ def test_the_runs_are_of_generation_2_with_the_model_error_of_their_row(result):
     assert config["train"]["alpha_schedule"] == "adaptive"
     assert config["env"]["model_error"] == 0.5 and config["run"]["defaults"] == DEFAULTS
     # every learner of the full comparison is a run of its own at each E
-    every = model_error.tasks(dataclasses.replace(GRID, learners=tuple(model_error.LEARNERS)))
+    every = model_error.tasks(dataclasses.replace(GRID, learners=tuple(model_error.LEARNERS),
+                                                  budget=None))
     model_runs = {k: s for k, s in every[0][TINY].items() if model_error.LEARNERS[k[0]].uses_model}
     assert len({s.key for s in model_runs.values()}) == len(model_runs)
     schedules = {k[0]: s.run.train_config().alpha_schedule for k, s in model_runs.items()}

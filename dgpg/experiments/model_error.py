@@ -106,6 +106,19 @@ class Grid:
     n_agents: tuple[int, ...] | None = None
     """Only the panels with these N (None: all); `--agents` (one N per domain: 50 cloud, 528
     roads, 100 power)."""
+    budget: int | None = CHECK_EPISODE
+    """DG-PG with the defaults is also trained for only this many episodes at each E > 0, a
+    run of its own (`budget_name`), so that its best and final policies are those of a run of
+    that budget (None: no such runs)."""
+
+    @property
+    def budget_name(self) -> str:
+        return f"dgpg, {self.budget} episodes"
+
+    def names(self) -> tuple[str, ...]:
+        """The table's learners: `learners`, then the budget runs' name."""
+        budget = (self.budget_name,) if self.budget is not None and "dgpg" in self.learners else ()
+        return (*self.learners, *budget)
 
     def agent_counts(self) -> tuple[int, ...]:
         return tuple(dict.fromkeys(p.n_agents for p in self.panels))
@@ -125,10 +138,12 @@ class Grid:
                 env["model_error_kind"] = self.kind
         return env
 
-    def run_spec(self, panel: Panel, learner: Learner, error: float) -> RunSpec:
+    def run_spec(self, panel: Panel, learner: Learner, error: float,
+                 episodes: int | None = None) -> RunSpec:
         train = dict(panel.train) | dict(learner.train)
         overrides = overrides_json(train=train, env=self.env(panel, error))
-        episodes = panel.episodes if panel.episodes is not None else self.episodes
+        if episodes is None:
+            episodes = panel.episodes if panel.episodes is not None else self.episodes
         return RunSpec(learner.algo, panel.n_agents, episodes, alpha=learner.alpha,
                        seeds=self.seeds, overrides=overrides, domain=panel.domain,
                        defaults=DEFAULTS)
@@ -136,7 +151,8 @@ class Grid:
 
 FULL = Grid()
 QUICK = Grid(panels=(Panel("cloud", 10, "HeteroCloud, N=10"),), errors=(0.0, 0.3),
-             learners=("dgpg", "dgpg-fixed", "mappo"), episodes=4, seeds=1)
+             learners=("dgpg", "dgpg-fixed", "mappo"), episodes=4, seeds=1, budget=None)
+
 
 
 def tasks(grid: Grid):
@@ -152,6 +168,11 @@ def tasks(grid: Grid):
             for error in grid.errors:
                 mine[name, error] = grid.run_spec(panel, learner,
                                                   error if learner.uses_model else 0.0)
+        if grid.budget_name in grid.names():
+            for error in grid.errors:
+                if error > 0:
+                    mine[grid.budget_name, error] = grid.run_spec(
+                        panel, LEARNERS["dgpg"], error, episodes=grid.budget)
         runs[panel] = mine
         every = tuple(get_spec(panel.domain).heuristics)  # at E = 0: random and the reference
         heuristics[panel] = {
@@ -226,7 +247,8 @@ def run(out: Path, grid: Grid | None = None, network: str | None = None,
             row["check_episode"] = check
             row["val_cost_over_reference_at_check"] = float(values[check - 1].mean()) / ref_val
             rows.append(row)
-            if error in (0.0, max(grid.errors)) or not LEARNERS[name].uses_model:
+            if name in LEARNERS and (error in (0.0, max(grid.errors))
+                                     or not LEARNERS[name].uses_model):
                 curves.setdefault((panel.label, name, error), values / ref_val)
             curve_rows += common.curve_rows(values, panel=panel.label, learner=name,
                                             error=error)
@@ -321,7 +343,10 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
             "with the true model that the policy covers (below 0: worse than the wrong rule); "
             "random to ref = the share of the way from `random` to the reference (a cost no "
             "policy changes, such as a grid's base load, makes cost ratios look close to 1); "
-            f"val @ {CHECK_EPISODE} = the validation cost at episode {CHECK_EPISODE} over the "
+            + (f"`{grid.budget_name}` = DG-PG with the defaults in a run of {grid.budget} "
+               "episodes (its best and final policies are those of that shorter training); "
+               if grid.budget_name in grid.names() else "")
+            + f"val @ {CHECK_EPISODE} = the validation cost at episode {CHECK_EPISODE} over the "
             f"reference's; {common.SETTLE_NOTE}.\n\n")
     parts = [head]
     for panel in grid.chosen():
@@ -333,7 +358,7 @@ def markdown(rows: list[dict[str, Any]], heuristic_rows: list[dict[str, Any]],
               f"{hs[e]['true_rule_cost_over_reference']:.3f}"] for e in sorted(hs)]))
         parts.append("\n")
         mine = sorted((r for r in rows if r["panel"] == panel.label),
-                      key=lambda r: (r["error"], grid.learners.index(r["learner"])))
+                      key=lambda r: (r["error"], grid.names().index(r["learner"])))
         parts.append(common.md_table(
             ["E", "learner", "best: cost / ref", "best: gap closed", "final: cost / ref",
              "final: gap closed", "final: random to ref", "final (sampled) return",
