@@ -43,7 +43,7 @@ def test_a_roads_run_round_trips_and_names_its_domain(tmp_path):
 def test_a_run_stored_before_domains_is_a_cloud_run():
     stored = {"algo": "dgpg", "n_agents": 10, "episodes": 20, "seed": 0, "seeds": 1,
               "alpha": 0.5, "model": "aligned", "overrides": ""}
-    assert RunConfig.from_dict(stored) == RunConfig(**BASE)
+    assert RunConfig.from_dict(stored) == RunConfig(**BASE, defaults=1)  # stored: generation 1
     assert RunConfig(**BASE).domain == "cloud"
 
 
@@ -53,7 +53,7 @@ def test_a_run_stored_before_domains_is_a_cloud_run():
     ([{"run": {"domain": "roads"}}, parse_set(["env.arrival_rate=1.2"])],
      r"^env.arrival_rate is not a key of the roads domain but of cloud \(--domain cloud\)$"),
     ([{"run": {"domain": "roads", "model": "fluid"}}],
-     r"^unknown model 'fluid' in the roads domain; known: aligned$"),
+     r"^unknown model 'fluid' in the roads domain; known: calibrated, aligned$"),
     ([{"run": {"domain": "road"}}], r"unknown domain 'road'; known: cloud, power, roads$"),
     ([{"run": {"domain": "roads", "n_agents": 601}}],
      r"^run.n_agents 601 is more than the network's 600 OD pairs$"),
@@ -65,7 +65,8 @@ def test_domain_errors_name_the_key(layers, message):
 
 def test_runs_of_two_domains_differ_in_their_run_section_only():
     cloud, roads = RunConfig(**BASE), RunConfig(**BASE, domain="roads")
-    assert config.differences(cloud, roads) == [("run.domain", "cloud", "roads")]
+    assert config.differences(cloud, roads) == [("run.model", "aligned", "calibrated"),
+                                                 ("run.domain", "cloud", "roads")]
 
 
 # --------------------------------------------------------------------------- the command line
@@ -80,7 +81,7 @@ def test_runs_of_two_domains_differ_in_their_run_section_only():
     (["train", "--domain", "roads", "--agents", "601"],
      "run.n_agents 601 is more than the network's 600 OD pairs"),
     (["train", "--domain", "roads", "--model", "fluid"],
-     "unknown model 'fluid' in the roads domain; known: aligned"),
+     "unknown model 'fluid' in the roads domain; known: calibrated, aligned"),
     (["evaluate", "--domain", "roads", "--policy", "best-fit"],
      "unknown policy 'best-fit' in the roads domain; known: free-flow, fastest, random, "
      "so-sample, model-greedy, all"),

@@ -215,3 +215,26 @@ def test_evaluate_takes_a_wrong_model():
     assert json.loads(out)[0]["return"] != json.loads(out0)[0]["return"]
     code, _, err = run_cli(["evaluate", *small, "--set", "model.error_kind=tides"])
     assert code == 2 and err.count("\n") == 1 and "model_error_kind" in err
+
+
+def test_the_calibrated_model_corrects_the_belief_from_observed_path_times():
+    """With an exact model the calibrated model is the aligned one, bit for bit; with a wrong
+    one its path costs are closer to the true model's than the uncorrected belief's."""
+    import jax.numpy as jnp
+
+    config = RoadConfig(n_agents=50, demand_scale=2.0)
+    state = ROADS.reset(jax.random.key(0), config)
+    actions = ROADS.heuristics["random"](jax.random.key(1), state, config)
+    state = ROADS.step(jax.random.key(2), state, actions, config)[0]
+    J, K = ROADS.decision_shape(config)
+    probs = jnp.full((config.n_agents, J, K), 1.0 / K)
+
+    def cost(model, cfg):
+        return np.asarray(ROADS.make_model(model, cfg).reference(state, probs).cost)
+
+    np.testing.assert_array_equal(cost("calibrated", config), cost("aligned", config))
+    wrong = dataclasses.replace(config, model_error=0.3)
+    true = cost("aligned", config)
+    err_belief = np.abs(cost("aligned", wrong) - true).mean()
+    err_calibrated = np.abs(cost("calibrated", wrong) - true).mean()
+    assert err_calibrated < 0.5 * err_belief, (err_calibrated, err_belief)

@@ -157,7 +157,7 @@ class RunSpec:
     """The `dgpg.config.RunConfig` of the run."""
 
     def __init__(self, algo: str, n_agents: int, episodes: int, alpha: float = 0.5,
-                 seed: int = 0, seeds: int = 1, overrides: str = "", model: str = "aligned",
+                 seed: int = 0, seeds: int = 1, overrides: str = "", model: str | None = "aligned",
                  domain: str = DEFAULT_DOMAIN, defaults: int = 1) -> None:
         from dgpg.config import ConfigError, RunConfig
 

@@ -17,7 +17,8 @@ SPEC = DomainSpec(
     summary="OD-pair agents route platoons over candidate paths of a congested road network",
     config=f"{__name__}.config:RoadConfig",
     domain=f"{__name__}.domain:DOMAIN",
-    models={"aligned": f"{__name__}.model:AlignedRoadModel"},
+    models={"calibrated": f"{__name__}.model:CalibratedRoadModel",  # the default
+            "aligned": f"{__name__}.model:AlignedRoadModel"},
     heuristics={
         "free-flow": f"{__name__}.heuristics:free_flow",
         "fastest": f"{__name__}.heuristics:fastest",

@@ -23,6 +23,13 @@ to it; `cost_cap` bounds it without changing which paths minimise it.
 
 With `model_error` > 0 the model scores the paths with the links' believed free-flow times and
 capacities (`dgpg.domains.roads.belief`); the flows it meets are the same.
+
+`CalibratedRoadModel` (`--model calibrated`) corrects that belief from what the agents observe:
+each agent sees last period's travel time on each of its paths, and the model knows last
+period's link flows, so it can compare the time it believes a path took at those flows with
+the time it took. Every path's TSTT changes are scaled by that ratio before the costs are
+formed: a path the model believes faster than it was gets dearer. With an exact model the
+ratio is 1 and the model is the aligned one.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from flax import struct
 
 from dgpg.domains.roads.belief import believed_links
 from dgpg.domains.roads.env import RoadConfig, RoadState
-from dgpg.domains.roads.links import fold_missing, link_flows, path_increase
+from dgpg.domains.roads.links import fold_missing, link_flows, link_times, path_increase, path_sum
 
 
 @struct.dataclass
@@ -84,3 +91,28 @@ class AlignedRoadModel:
         per_platoon = jnp.sum(probs * ref.cost, axis=-1)
         n = jnp.maximum(jnp.sum(ref.mask), 1)
         return jnp.sum(jnp.where(ref.mask, per_platoon, 0.0)) / n
+
+
+def observed_ratio(state: RoadState, config: RoadConfig) -> jax.Array:
+    """(N, K) last period's observed travel time of each path over the time the believed links
+    give it at last period's link flows; 1 where a path is missing."""
+    links = believed_links(config)
+    believed = path_sum(link_times(jnp.append(state.link_flows, 0.0), links), links)
+    ok = links.path_mask & (believed > 0) & (state.path_times > 0)
+    return jnp.where(ok, state.path_times / jnp.where(ok, believed, 1.0), 1.0)
+
+
+@dataclass(frozen=True)
+class CalibratedRoadModel(AlignedRoadModel):
+    """The aligned model with each path's believed cost scaled by its observed-to-believed
+    travel-time ratio of last period (`observed_ratio`; see the module docstring)."""
+
+    def reference(self, state: RoadState, probs: jax.Array | None = None) -> RoadReference:
+        if probs is None:
+            raise ValueError("the mean-field stand-in needs the policy's probabilities")
+        delta = platoon_delta(state, probs, self.config)
+        delta = delta * observed_ratio(state, self.config)[:, None, :]
+        best = jnp.min(delta, axis=-1, keepdims=True)
+        cost = (delta - best) / jnp.maximum(best, 1e-12)
+        cost = jnp.where(state.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)
+        return RoadReference(cost=cost, mask=state.mask)
