@@ -69,6 +69,8 @@ def test_every_field_is_settable_by_set_and_by_file(tmp_path):
                     if key == "run.algo" else {key})
         if key == "run.defaults":  # generation 1 reads the fields it changed as they were
             expected = {key} | {f"train.{f}" for f in config.GENERATION_1}
+        if key == "run.domain":  # the other domain's default model
+            expected = {key, "run.model"}
         assert set(changed) <= expected and key in changed, (key, changed)
     assert resolve(BASE, parse_set(["run.model=fluid"])).model == "fluid"
 
@@ -265,7 +267,7 @@ def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_wit
     assert new.defaults == config.DEFAULTS == 2
     assert new.train.gamma == 0.0 and new.train.alpha_schedule == "adaptive"
     assert new.train.agents_per_minibatch == 1024 and old.train.agents_per_minibatch == 128
-    assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_aligned_roads_g2"
+    assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_calibrated_roads_g2"
     assert RunConfig(**BASE).train.gamma == 0.99  # the cloud's jobs outlive a step
     fixed = RunConfig(**BASE, train={"alpha_schedule": "fixed"})
     assert json.loads(fixed.overrides) == {"train": {"alpha_schedule": "fixed"}}
