@@ -16,6 +16,7 @@ TINY = Panel("cloud", 2, "HeteroCloud, N=2", env=(("episode_steps", 20),),
              train=(("update_epochs", 2), ("num_minibatches", 2), ("hidden", 16)))
 GRID = Grid(panels=(TINY,), errors=(0.0, 0.5), learners=("dgpg", "mappo"), episodes=2,
             seeds=1, budget=1)
+"""Two episodes, so that the adaptive weight of the second comes from the first."""
 
 
 @pytest.fixture(scope="module")
