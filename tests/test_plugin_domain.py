@@ -35,19 +35,26 @@ def _install(site: Path, entry_points: dict[str, str], name: str = "dgpg_machine
         "[dgpg.domains]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
 
 
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """The legacy plug-in installed into this process (and into subprocesses through PYTHONPATH)."""
+def _installed(tmp_path, monkeypatch, folder: Path, entry_points: dict[str, str], name: str):
+    """The plug-in package in `folder` installed into this process (and into subprocesses
+    through PYTHONPATH) until the test ends; yields its site folder."""
     site = tmp_path / "site"
-    _install(site, {"machines": "dgpg_machines:SPEC"})
-    monkeypatch.syspath_prepend(str(PLUGIN))
+    _install(site, entry_points, name)
+    monkeypatch.syspath_prepend(str(folder))
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(site), str(PLUGIN), os.environ.get("PYTHONPATH", "")]))
+        [str(site), str(folder), os.environ.get("PYTHONPATH", "")]))
     domains.refresh()
     yield site
     monkeypatch.undo()
     domains.refresh()
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """The legacy plug-in installed into this process and its subprocesses."""
+    yield from _installed(tmp_path, monkeypatch, PLUGIN, {"machines": "dgpg_machines:SPEC"},
+                          "dgpg_machines")
 
 
 def test_the_legacy_plugin_passes_check_domain_and_warns_with_the_new_spelling(plugin):
@@ -236,16 +243,8 @@ EXAMPLE = ROOT / "examples" / "plugin_domain"
 def example(tmp_path, monkeypatch):
     """The example plug-in (`examples/plugin_domain`, the `charging` domain) installed into this
     process and its subprocesses."""
-    site = tmp_path / "site"
-    _install(site, {"charging": "dgpg_charging:SPEC"}, name="dgpg_charging")
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(site), str(EXAMPLE), os.environ.get("PYTHONPATH", "")]))
-    domains.refresh()
-    yield site
-    monkeypatch.undo()
-    domains.refresh()
+    yield from _installed(tmp_path, monkeypatch, EXAMPLE, {"charging": "dgpg_charging:SPEC"},
+                          "dgpg_charging")
 
 
 def test_the_example_plugin_guides_in_minutes_and_trains_with_the_defaults(example, tmp_path):

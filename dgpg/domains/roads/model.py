@@ -79,7 +79,10 @@ class AlignedRoadModel:
     def reference(self, state: RoadState, probs: jax.Array | None = None) -> RoadReference:
         if probs is None:
             raise ValueError("the mean-field stand-in needs the policy's probabilities")
-        delta = platoon_delta(state, probs, self.config)
+        return self.costs(state, platoon_delta(state, probs, self.config))
+
+    def costs(self, state: RoadState, delta: jax.Array) -> RoadReference:
+        """The reference of the paths' TSTT changes `delta` (N, J, K)."""
         best = jnp.min(delta, axis=-1, keepdims=True)
         cost = (delta - best) / jnp.maximum(best, 1e-12)
         cost = jnp.where(state.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)
@@ -111,8 +114,4 @@ class CalibratedRoadModel(AlignedRoadModel):
         if probs is None:
             raise ValueError("the mean-field stand-in needs the policy's probabilities")
         delta = platoon_delta(state, probs, self.config)
-        delta = delta * observed_ratio(state, self.config)[:, None, :]
-        best = jnp.min(delta, axis=-1, keepdims=True)
-        cost = (delta - best) / jnp.maximum(best, 1e-12)
-        cost = jnp.where(state.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)
-        return RoadReference(cost=cost, mask=state.mask)
+        return self.costs(state, delta * observed_ratio(state, self.config)[:, None, :])
