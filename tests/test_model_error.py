@@ -113,3 +113,25 @@ def test_step_ignores_the_belief(state):
     a = CLOUD.step(key, state, actions, config)
     b = CLOUD.step(key, state, actions, dataclasses.replace(config, model_error=0.5))
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+
+
+def test_the_calibrated_model_sees_the_measured_efficiency_where_a_server_ran():
+    """After a step every server that processed jobs reports its true efficiency; the
+    calibrated model's state has it there whatever the error, and the belief elsewhere."""
+    from dgpg.domains.cloud import belief as cloud_belief
+    from dgpg.domains.cloud.env import reset, step
+
+    config = dataclasses.replace(EnvConfig(n_agents=10), model_error=0.3)
+    state = reset(jax.random.key(0), config)
+    assert not np.asarray(state.measured_efficiency).any()  # nothing measured yet
+    actions = jnp.zeros((10, config.jobs_per_step), jnp.int32)
+    state = step(jax.random.key(1), state, actions, config)[0]
+    measured = np.asarray(state.measured_efficiency)
+    truth_ = np.asarray(state.scenario.efficiency)
+    ran = measured > 0
+    assert ran.any()
+    np.testing.assert_allclose(measured[ran], truth_[ran], rtol=1e-5)
+    seen = np.asarray(cloud_belief.calibrated(state, config).scenario.efficiency)
+    wrong = np.asarray(cloud_belief.believed(state, config).scenario.efficiency)
+    np.testing.assert_allclose(seen[ran], truth_[ran], rtol=1e-5)
+    np.testing.assert_array_equal(seen[~ran], wrong[~ran])

@@ -18,6 +18,7 @@ SPEC = DomainSpec(
     domain=f"{__name__}.domain:DOMAIN",
     models={
         "aligned": f"{__name__}.model:aligned",
+        "calibrated": f"{__name__}.model:calibrated",
         "aligned-state": f"{__name__}.model:aligned_state",
         "aligned-step": f"{__name__}.model:aligned_step",
         "fluid": f"{__name__}.model:fluid",

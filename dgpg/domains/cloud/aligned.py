@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dgpg.domains.cloud.belief import believed
+from dgpg.domains.cloud.belief import believed, calibrated
 from dgpg.domains.cloud.env import EnvConfig, EnvState, mean_work, server_loads
 
 STAND_INS = ("state", "mean-field")
@@ -169,6 +169,8 @@ class AlignedModel:
     stand_in: str = "mean-field"
     horizon: str = "lifetime"
     cost_cap: float = 50.0
+    calibrate: bool = False
+    """Correct the belief by the servers' measured efficiency (`belief.calibrated`)."""
 
     def __post_init__(self) -> None:
         if self.stand_in not in STAND_INS:
@@ -182,7 +184,8 @@ class AlignedModel:
         return s * mean_work() if self.horizon == "lifetime" else s
 
     def reference(self, state: EnvState, probs: jax.Array | None = None) -> AlignedReference:
-        state = believed(state, self.config)  # the truth unless config.model_error > 0
+        # the truth unless config.model_error > 0; calibrated, the measured truth where it ran
+        state = (calibrated if self.calibrate else believed)(state, self.config)
         delta = placement_delta(state, self.config, probs, self.stand_in, self.horizon)
         cost = (delta - jnp.min(delta, axis=-1, keepdims=True)) / self.normaliser(state)[..., None]
         cost = jnp.where(state.jobs.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)

@@ -48,3 +48,13 @@ def believed(state: EnvState, config: EnvConfig) -> EnvState:
     sc = state.scenario
     factor = efficiency_factor(sc.generation, config)
     return state.replace(scenario=sc.replace(efficiency=sc.efficiency * factor))
+
+
+def calibrated(state: EnvState, config: EnvConfig) -> EnvState:
+    """The believed state corrected by what the cluster measured: each server that processed
+    jobs last step has the efficiency that processing showed (`EnvState.measured_efficiency`);
+    the others keep the belief. The truth wherever a server ran, whatever the error."""
+    state = believed(state, config)
+    sc, measured = state.scenario, state.measured_efficiency
+    return state.replace(scenario=sc.replace(
+        efficiency=jnp.where(measured > 0, measured, sc.efficiency)))

@@ -75,6 +75,8 @@ class EnvState:
     jobs: Jobs
     t: jax.Array  # () int32, step index within the episode
     dispatched: jax.Array  # (N,) int32, jobs each agent has dispatched so far (for round-robin)
+    measured_efficiency: jax.Array  # (M,) float32, each server's CPU efficiency as last step's
+    # processing measured it (work done per job over the job's CPU share), 0 where none ran
 
 
 # --------------------------------------------------------------------------- workload per step
@@ -132,6 +134,7 @@ def reset(key: jax.Array, config: EnvConfig) -> EnvState:
         jobs=_draw_jobs(k_jobs, t, scenario, config),
         t=t,
         dispatched=jnp.zeros(config.n_agents, jnp.int32),
+        measured_efficiency=jnp.zeros_like(scenario.efficiency),
     )
 
 
@@ -285,7 +288,9 @@ def step(
     reward = -(imbalance + config.overload_weight * overload + config.drop_weight * drop_rate)
 
     # processor sharing: speed_j = e_j * min(1, C_j / D_j)
-    speed = scenario.efficiency * jnp.minimum(1.0, scenario.cores / jnp.maximum(cpu_demand, 1e-6))
+    share = jnp.minimum(1.0, scenario.cores / jnp.maximum(cpu_demand, 1e-6))
+    speed = scenario.efficiency * share
+    measured = jnp.where(jnp.any(servers.active, axis=1), speed / share, 0.0)
     remaining = servers.remaining - speed[:, None]
     finished = servers.active & (remaining <= 1e-6)
     elapsed = (state.t + 1 - servers.start).astype(jnp.float32)
@@ -323,6 +328,7 @@ def step(
         jobs=_draw_jobs(key, t, scenario, config),
         t=t,
         dispatched=state.dispatched + jnp.sum(jobs.mask, axis=1, dtype=jnp.int32),
+        measured_efficiency=measured,
     )
     return new_state, reward, metrics
 

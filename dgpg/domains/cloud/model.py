@@ -18,6 +18,11 @@ def aligned(config: EnvConfig) -> AlignedModel:
     return AlignedModel(config, stand_in="mean-field", horizon="lifetime")
 
 
+def calibrated(config: EnvConfig) -> AlignedModel:
+    """The aligned model with its belief corrected by the servers' measured efficiency."""
+    return AlignedModel(config, stand_in="mean-field", horizon="lifetime", calibrate=True)
+
+
 def aligned_state(config: EnvConfig) -> AlignedModel:
     return AlignedModel(config, stand_in="state", horizon="lifetime")
 
