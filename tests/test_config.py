@@ -117,7 +117,7 @@ def test_a_file_and_the_same_set_flags_write_the_same_config_json(tmp_path, monk
     saved = json.loads(written["file"])
     assert saved["train"]["hidden"] == 32 and saved["env"]["tide_period"] == 800.0
     assert saved["run"]["n_agents"] == 7 == saved["env"]["n_agents"]
-    assert saved["run"]["model"] == "aligned"  # a file that names no model: the default
+    assert saved["run"]["model"] == "calibrated"  # a file that names no model: the default
 
 
 def test_a_stored_config_json_of_an_older_run_keeps_its_model(tmp_path):

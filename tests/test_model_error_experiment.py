@@ -47,8 +47,10 @@ def test_the_runs_are_of_generation_2_with_the_model_error_of_their_row(result):
     model_runs = {k: s for k, s in every[0][TINY].items() if model_error.LEARNERS[k[0]].uses_model}
     assert len({s.key for s in model_runs.values()}) == len(model_runs)
     schedules = {k[0]: s.run.train_config().alpha_schedule for k, s in model_runs.items()}
-    assert schedules == {"dgpg": "adaptive", "dgpg-fixed": "fixed", "dgpg-linear": "linear",
-                         "dr": "adaptive"}
+    assert schedules == {"dgpg": "adaptive", "dgpg-aligned": "adaptive", "dgpg-fixed": "fixed",
+                         "dgpg-linear": "linear", "dr": "adaptive"}
+    models = {k[0]: s.run.model for k, s in model_runs.items()}
+    assert models["dgpg"] == "calibrated" and models["dgpg-aligned"] == "aligned"
 
 
 def test_the_gap_closed_is_measured_from_the_wrong_rule_to_the_true_one(result):

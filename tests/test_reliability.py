@@ -43,7 +43,7 @@ METRIC_COLUMNS = metric_columns(RunConfig(**DEFAULT_RUN).env_config())
 DRIVER = Path(__file__).with_name("train_driver.py")
 SEEDS = (0, 1)
 RUN_DICT = {"algo": "dgpg", "n_agents": 2, "seed": 0, "seeds": len(SEEDS), "alpha": 0.5,
-            "model": "aligned", "domain": "cloud", "overrides": ""}
+            "model": "calibrated", "domain": "cloud", "overrides": "", "defaults": 2}
 TIMEOUT = 900
 RUN_FILES = {"config.json", "metrics.csv", "summary.json", "checkpoints",
              "checkpoints/last.ckpt", "checkpoints/best.ckpt"}

@@ -147,7 +147,7 @@ def test_run_writes_one_row_per_episode_and_seed(ref_run):
         np.mean([s["test_return"] for s in summary["per_seed"]]), rel=1e-6)
     saved = json.loads((out / "config.json").read_text())
     assert saved["run"] == {"algo": "dgpg", "n_agents": 2, "episodes": EPISODES, "seed": 0,
-                            "seeds": 2, "alpha": 0.5, "model": "aligned", "domain": "cloud",
+                            "seeds": 2, "alpha": 0.5, "model": "calibrated", "domain": "cloud",
                             "overrides": "", "defaults": DEFAULTS}
     assert saved["train"]["update_epochs"] == 2 and saved["env"]["n_agents"] == 2
 
@@ -233,13 +233,13 @@ def test_refuses_to_overwrite_a_run(ref_run, tmp_path):
 
 def test_checkpoints_record_the_model(ref_run):
     out, summary = ref_run
-    assert RUN.model == "aligned" and summary["model"] == "aligned"
+    assert RUN.model == "calibrated" and summary["model"] == "calibrated"
     for name in ("best.ckpt", "last.ckpt"):
         meta, _ = checkpoint.read(out / "checkpoints" / name)
-        assert meta["config"]["run"]["model"] == "aligned"
-        assert meta["config"]["train"]["model"] == "aligned"
+        assert meta["config"]["run"]["model"] == "calibrated"
+        assert meta["config"]["train"]["model"] == "calibrated"
     tcfg, _, _ = load_actor(out)
-    assert tcfg.model == "aligned"
+    assert tcfg.model == "calibrated"
 
 
 def test_runs_without_a_model_are_fluid_runs():
@@ -249,7 +249,7 @@ def test_runs_without_a_model_are_fluid_runs():
     assert RunConfig(**upgrade_run_dict(old)).model == "fluid"
     assert upgrade_run_dict({**old, "algo": "mappo"})["model"] == "none"
     assert RunConfig("mappo", 2, 3, model="fluid").model == "none"
-    assert RunConfig("dgpg", 2, 3).model == "aligned"
+    assert RunConfig("dgpg", 2, 3).model == "calibrated"
     with pytest.raises(ValueError, match="unknown model"):
         RunConfig("dgpg", 2, 3, model="waterfill")
 

@@ -7,7 +7,8 @@ The algorithms share the actor network and every hyperparameter; they differ onl
     DG-PG  MAPPO plus the guidance loss: (1 - alpha) * L_PPO + alpha * guidance,
     dr     MAPPO's critic, but each agent's advantage is its modelled difference reward from
            the same analytical model (`difference_reward`) instead of the team's GAE.
-DG-PG with alpha = 0 is exactly MAPPO.
+DG-PG with alpha = 0 is MAPPO (bit for bit with the aligned model; to float rounding with
+models whose compiled program rounds differently).
 
 One update per episode: `make_train_episode(config, env_config)` returns a pure function
 `runner -> (runner, metrics)` that rolls out one episode (T steps, all agents), computes GAE on

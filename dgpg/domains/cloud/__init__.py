@@ -17,8 +17,8 @@ SPEC = DomainSpec(
     config=f"{__name__}.config:EnvConfig",
     domain=f"{__name__}.domain:DOMAIN",
     models={
+        "calibrated": f"{__name__}.model:calibrated",  # the default
         "aligned": f"{__name__}.model:aligned",
-        "calibrated": f"{__name__}.model:calibrated",
         "aligned-state": f"{__name__}.model:aligned_state",
         "aligned-step": f"{__name__}.model:aligned_step",
         "fluid": f"{__name__}.model:fluid",
