@@ -32,8 +32,9 @@ from dgpg.domains import get_spec
 from dgpg.experiments import common
 from dgpg.experiments.sweep import RunSpec
 from dgpg.experiments.tasks import HeuristicSpec
+from dgpg.learners.config import MODEL_RULE
 
-RULE = "model-greedy"
+RULE = MODEL_RULE
 CHECK_EPISODE = 20
 """The episode whose validation cost the table also reports (the issue's budget for getting
 past the model)."""

@@ -26,6 +26,10 @@ TRANSFERABLE_ACTORS = ("scorer", "scorer-raw", "mlp")
 ALPHA_SCHEDULES = ("fixed", "linear", "adaptive")
 """How DG-PG's guidance weight moves over training (`TrainConfig.alpha_schedule`)."""
 
+MODEL_RULE = "model-greedy"
+"""The heuristic that acts on the analytical model's choices, where a domain declares one: the
+adaptive weight's comparison and the model-error experiment's rule."""
+
 GUIDANCE_SCALES = ("model", "slot")
 """How DG-PG's guidance loss is scaled (`TrainConfig.guidance_scale`)."""
 """The actors with no parameter that depends on N: a policy trained at one N acts at any."""

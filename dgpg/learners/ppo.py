@@ -32,6 +32,7 @@ from dgpg.learners.compaction import occupied_logits
 from dgpg.learners.config import (  # noqa: F401 (re-exported)
     ACTOR_NAMES,
     ALGORITHMS,
+    MODEL_RULE,
     TUNED,
     TrainConfig,
 )
@@ -84,9 +85,9 @@ def trust_weight(alpha: float, policy_return: Any, rule_return: float,
     """The adaptive guidance weight: `alpha` while the model's own rule (`model-greedy`, on the
     model's belief) does at least as well as the policy on the validation scenarios, falling
     linearly to 0 as the policy's lead grows to `margin` of the rule's cost
-    (`TrainConfig.trust_margin`). The
-    guidance pulls the policy towards the model's choices: worth it while they are better than
-    the policy's, harmful once the policy has gone past them. Works on arrays (one per seed)."""
+    (`TrainConfig.trust_margin`). The guidance pulls the policy towards the model's choices:
+    worth it while they are better than the policy's, harmful once the policy has gone past
+    them. Works on arrays (one per seed)."""
     lead = (policy_return - rule_return) / max(abs(rule_return), 1e-9)
     return alpha * (1.0 - lead / max(margin, 1e-9)).clip(0.0, 1.0)
 
@@ -484,10 +485,6 @@ def make_train_episode(config: TrainConfig, env_config: EnvConfig, dense: bool =
 
 
 # --------------------------------------------------------------------------- acting
-
-
-MODEL_RULE = "model-greedy"
-"""The heuristic that acts on the analytical model's choices, where a domain declares one."""
 
 
 def model_rule(config: TrainConfig, env_config: EnvConfig):
