@@ -21,6 +21,23 @@ from dgpg.domains import EnvConfig, domain_of
 TEST_SEEDS = tuple(range(10000, 10040))
 VALIDATION_SEEDS = tuple(range(20000, 20010))
 
+SPLIT_SEEDS = {"test": frozenset(TEST_SEEDS), "validation": frozenset(VALIDATION_SEEDS)}
+
+
+def for_seeds(config: EnvConfig, seeds: Sequence[int]) -> EnvConfig:
+    """`config` for an evaluation on `seeds`. A domain whose scenarios come from stretches of
+    data (HeteroCloud on a cluster trace: training, validation and test days) gives its
+    configuration a `for_split(split)` method; the seeds name the split: test for TEST_SEEDS,
+    validation for VALIDATION_SEEDS. Other seeds, and other configurations, are unchanged."""
+    if not hasattr(config, "for_split"):
+        return config
+    chosen = {int(s) for s in seeds}
+    for split, members in SPLIT_SEEDS.items():
+        if chosen and chosen <= members:
+            return config.for_split(split)
+    return config
+
+
 Policy = Callable[[jax.Array, Any, EnvConfig], jax.Array]
 """`(key, state, env_config) -> actions (N, J) int32`: a heuristic or a trained actor."""
 
@@ -69,14 +86,25 @@ def evaluate_many(
     """`evaluate` of each policy, compiled as one program (the same function object for the
     same policies and configuration, so its compiled code is reused); `on_policy(i)` is called
     before policy i runs (for progress display)."""
-    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-    run = _switch_program(tuple(policies), config)
+    seeds = [int(s) for s in seeds]
+    groups: dict[EnvConfig, list[int]] = {}  # seeds of different splits run on their own
+    for i, seed in enumerate(seeds):
+        groups.setdefault(for_seeds(config, (seed,)), []).append(i)
+    programs = [(_switch_program(tuple(policies), group_config),
+                 jnp.stack([jax.random.key(seeds[i]) for i in members]), np.asarray(members))
+                for group_config, members in groups.items()]
     results = []
     for i in range(len(policies)):
         if on_policy is not None:
             on_policy(i)
-        metrics = run(jnp.int32(i), keys)
-        results.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
+        parts = [(members, run(jnp.int32(i), keys)) for run, keys, members in programs]
+        metrics = {}
+        for name in parts[0][1]:
+            values = np.empty(len(seeds), dtype=np.float64)
+            for members, part in parts:
+                values[members] = np.asarray(part[name], dtype=np.float64)
+            metrics[name] = values
+        results.append(metrics)
     return results
 
 

@@ -48,7 +48,7 @@ from dgpg.config import (  # noqa: F401 (re-exported)
 )
 from dgpg.domains import DEFAULT_DOMAIN, DomainError, EnvConfig, domain_of, get_spec
 from dgpg.domains.fields import truth
-from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, mean_ci, rollout
+from dgpg.evaluation import TEST_SEEDS, VALIDATION_SEEDS, evaluate, for_seeds, mean_ci, rollout
 from dgpg.learners.config import TRANSFERABLE_ACTORS
 from dgpg.learners.ppo import (
     GuidanceTrust,
@@ -113,7 +113,7 @@ def make_validator(config: TrainConfig, env_config: EnvConfig, seeds,
     of the sampled one), in compiled batches of `SCENARIO_BATCH` scenarios (the last batch padded
     by repeating its first seed)."""
     seeds = [int(s) for s in seeds]
-    program = _returns_program(config, env_config, greedy, dense)
+    program = _returns_program(config, for_seeds(env_config, seeds), greedy, dense)
     batches = []
     for i in range(0, len(seeds), SCENARIO_BATCH):
         chunk = seeds[i:i + SCENARIO_BATCH]

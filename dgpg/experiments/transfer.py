@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dgpg import atomic  # noqa: E402
 from dgpg.experiments import common, fig4  # noqa: E402
-from dgpg.experiments.sweep import RunSpec  # noqa: E402
+from dgpg.experiments.sweep import RunSpec, overrides_digest  # noqa: E402
 from dgpg.experiments.tasks import LEARNERS, HeuristicSpec  # noqa: E402
 
 TRANSFER_EPISODES = 100
@@ -33,14 +33,18 @@ checkpoints are kept in git (.gitignore), as figure 4's at the same N (200 episo
 @dataclasses.dataclass(frozen=True)
 class TransferSpec:
     """The best checkpoints of training run `run` tested at N = `n_agents` (a sweep task; the
-    run's folder is its sibling and must hold its checkpoint)."""
+    run's folder is its sibling and must hold its checkpoint), on the run's environment with
+    the environment fields of `env` (an overrides JSON, `overrides_json(env=...)`) set over
+    it."""
 
     run: RunSpec
     n_agents: int
+    env: str = ""
 
     @property
     def key(self) -> str:
-        return f"transfer_{self.run.key}_to_n{self.n_agents}"
+        key = f"transfer_{self.run.key}_to_n{self.n_agents}"
+        return key + "_" + overrides_digest(self.env, self.run.domain) if self.env else key
 
     def result(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -48,7 +52,7 @@ class TransferSpec:
         except (OSError, ValueError):
             return None
         ok = (isinstance(data, dict) and data.get("n_agents") == self.n_agents
-              and data.get("run") == self.run.key)
+              and data.get("run") == self.run.key and data.get("env", "") == self.env)
         return data if ok else None
 
     def execute(self, folder: Path) -> dict[str, Any]:
@@ -66,8 +70,8 @@ class TransferSpec:
             raise RuntimeError(f"{self.key} needs the best checkpoint of {self.run.key} "
                                f"(remove that folder to train it again): {e}") from None
         trained = self.run.run_config().env_config()
-        target = make_env_config(self.n_agents, parse_overrides(self.run.overrides)["env"],
-                                 self.run.domain)
+        fields = parse_overrides(self.run.overrides)["env"] | parse_overrides(self.env)["env"]
+        target = make_env_config(self.n_agents, fields, self.run.domain)
         if problem := transfer_problem(tcfg, trained, target):
             raise ValueError(problem)
         folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,8 @@ class TransferSpec:
         data = {"run": self.run.key, "algo": self.run.algo, "n_agents": self.n_agents,
                 "trained_n_agents": self.run.n_agents, "test_return": mean,
                 "test_return_ci": ci, "per_seed": [float(x) for x in matrix.mean(axis=1)]}
+        if self.env:
+            data["env"] = self.env
         atomic.write_json(folder / "result.json", data)
         return data
 

@@ -6,6 +6,7 @@ loads; `dgpg.domains.cloud.env` re-exports everything here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from dgpg.domains.cloud import SPEC, parameters
+from dgpg.domains.cloud import trace as traces
 from dgpg.domains.cloud.parameters import GENERATIONS, MAX_RATE_MULTIPLIER
 from dgpg.domains.fields import require_model_error
 
@@ -53,11 +55,20 @@ class EnvConfig:
     arrival_rate: float = LAMBDA_BAR
     """lambda_bar, mean jobs per agent per step over a tidal period."""
     tide_period: float = 1000.0
-    """Period of the tidal arrival rate, in steps."""
+    """Period of the tidal arrival rate, in steps; with a trace, the steps of one of its days."""
     tide_amplitude: float = 0.5
-    """Relative amplitude of the tide."""
+    """Relative amplitude of the tide (unused with a trace)."""
     tide_noise: float = 0.1
-    """Standard deviation of the multiplicative Gaussian noise on the rate, shared by all agents."""
+    """Standard deviation of the multiplicative Gaussian noise on the rate, shared by all agents
+    (unused with a trace, which carries its own fluctuations)."""
+    trace: str = traces.NONE
+    """The arrival process: "none", the synthetic tide, or a public cluster trace
+    (`dgpg.domains.cloud.trace.TRACES`: alibaba2018, google2019, azure_v2) whose CPU and memory
+    utilisation drive the arrival rates of CPU- and memory-intensive jobs, one trace day per
+    `tide_period` steps. Needs the `traces` extra."""
+    split: str = "train"
+    """Which of a trace's stretches of days scenarios come from: train, validation or test. The
+    evaluation sets it from the scenario seeds (`for_split`); unused without a trace."""
     warm_utilisation: float = 0.6
     """Mean CPU utilisation the warm start targets, scaled by the tide at the first step."""
     overload_weight: float = 2.0
@@ -112,6 +123,16 @@ class EnvConfig:
             raise ValueError(f"n_agents={self.n_agents} too large for the environment's 32-bit "
                              "indices (with servers_per_agent=2 and jobs_per_step=8: at most "
                              "16383)")
+        if not isinstance(self.trace, str) or (self.trace != traces.NONE
+                                                and self.trace not in traces.TRACES):
+            raise ValueError(f"trace must be one of none, {', '.join(traces.TRACES)}, got "
+                             f"{_show(self.trace)}")
+        if not isinstance(self.split, str) or self.split not in traces.SPLITS:
+            raise ValueError(f"split must be one of {', '.join(traces.SPLITS)}, got "
+                             f"{_show(self.split)}")
+        if self.trace != traces.NONE:  # every split, so that `for_split` cannot fail
+            for split in traces.SPLITS:
+                traces.window_starts(self.trace, split, self.tide_period, self.episode_steps)
         self._check_array_sizes()
         require_model_error(self, tuple(SPEC.model_errors))
 
@@ -119,11 +140,26 @@ class EnvConfig:
     # lost without trace (shed and rejected jobs are counted), but a configuration in which the
     # arrays rather than the cluster decide what is dropped is a mistake, so it is refused.
 
+    def for_split(self, split: str) -> EnvConfig:
+        """This configuration with its scenarios drawn from `split`'s days of the trace (itself
+        without a trace, where the split changes nothing, so that nothing recompiles)."""
+        if self.trace == traces.NONE or split == self.split:
+            return self
+        return dataclasses.replace(self, split=split)
+
+    @property
+    def peak_load_factor(self) -> float:
+        """The rate at the crest of the load over its mean: 1 + tide_amplitude for the tide
+        (noise-free), the largest CPU or memory factor of the whole trace with one."""
+        if self.trace == traces.NONE:
+            return 1.0 + self.tide_amplitude
+        return traces.load(self.trace).peak()
+
     @property
     def peak_arrival_rate(self) -> float:
         """Mean arrivals per step of the busiest agent (rate multiplier 1.2) at the noise-free
-        crest of the tide."""
-        return MAX_RATE_MULTIPLIER * self.arrival_rate * (1.0 + self.tide_amplitude)
+        crest of the load (`peak_load_factor`)."""
+        return MAX_RATE_MULTIPLIER * self.arrival_rate * self.peak_load_factor
 
     def shed_fraction_at_peak(self) -> float:
         """Expected share of the busiest agent's arrivals beyond the J job slots of a step, at
@@ -134,7 +170,7 @@ class EnvConfig:
         """Rough number of jobs a server runs at the crest of the tide: by Little's law,
         arrivals per server per step times the mean work at the slowest efficiency (0.70), but
         no more than the largest server's memory holds on average (192 GB / 5.0 GB, about 39)."""
-        per_server = (min(self.arrival_rate * (1.0 + self.tide_amplitude), self.jobs_per_step)
+        per_server = (min(self.arrival_rate * self.peak_load_factor, self.jobs_per_step)
                       / self.servers_per_agent)
         by_arrivals = per_server * mean_work() / MIN_EFFICIENCY
         by_memory = MAX_SERVER_MEMORY_GB / mean_job_memory_gb()

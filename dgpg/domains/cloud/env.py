@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from dgpg.domains.cloud import trace as traces
 from dgpg.domains.cloud import workload
 from dgpg.domains.cloud.config import (  # noqa: F401 (re-exported)
     INT32_MAX,
@@ -35,6 +36,7 @@ from dgpg.domains.cloud.config import (  # noqa: F401 (re-exported)
     mean_work,
     shed_fraction,
 )
+from dgpg.domains.cloud.parameters import CPU_SHARE
 from dgpg.domains.cloud.scenario import Scenario, sample_scenario
 from dgpg.domains.cloud.workload import sample_arrival_counts, sample_job_fields, tide
 from dgpg.domains.observation import Observation, pair_views
@@ -84,13 +86,19 @@ class EnvState:
 
 def _draw_jobs(key: jax.Array, t: jax.Array, scenario: Scenario, config: EnvConfig) -> Jobs:
     k_n, k_jobs = jax.random.split(key)
-    n = sample_arrival_counts(
-        k_n, t, scenario.phase, scenario.rate_multiplier, config.arrival_rate,
-        config.tide_period, config.tide_amplitude, config.tide_noise,
-    )
+    if config.trace == traces.NONE:
+        n = sample_arrival_counts(
+            k_n, t, scenario.phase, scenario.rate_multiplier, config.arrival_rate,
+            config.tide_period, config.tide_amplitude, config.tide_noise,
+        )
+        share = scenario.cpu_share
+    else:
+        n, share = workload.sample_trace_arrivals(
+            k_n, t, scenario.phase, scenario.rate_multiplier, scenario.cpu_share,
+            config.arrival_rate, config.trace, config.tide_period)
     J = config.jobs_per_step
     kept = jnp.minimum(n, J)
-    fields = sample_job_fields(k_jobs, (config.n_agents, J), scenario.cpu_share[:, None])
+    fields = sample_job_fields(k_jobs, (config.n_agents, J), share[:, None])
     return Jobs(
         type=fields["type"], cores=fields["cores"], memory_gb=fields["memory_gb"],
         work=fields["work"], mask=jnp.arange(J)[None, :] < kept[:, None],
@@ -99,12 +107,17 @@ def _draw_jobs(key: jax.Array, t: jax.Array, scenario: Scenario, config: EnvConf
 
 
 def _warm_servers(key: jax.Array, scenario: Scenario, config: EnvConfig) -> Servers:
-    """Servers pre-loaded in proportion to capacity, near the tide's level at step 0."""
+    """Servers pre-loaded in proportion to capacity, near the load's level at step 0 (the tide's,
+    or the trace's CPU and memory factors weighted by the cluster-wide job mix)."""
     M, S = config.n_servers, config.slots
     k_jobs, k_age = jax.random.split(key)
     fields = sample_job_fields(k_jobs, (M, S))
-    level = config.warm_utilisation * tide(0.0, scenario.phase, config.tide_period,
-                                           config.tide_amplitude)
+    if config.trace == traces.NONE:
+        load = tide(0.0, scenario.phase, config.tide_period, config.tide_amplitude)
+    else:
+        cpu, memory = workload.trace_load(0.0, scenario.phase, config.trace, config.tide_period)
+        load = CPU_SHARE * cpu + (1.0 - CPU_SHARE) * memory
+    level = config.warm_utilisation * load
     target = level * scenario.capacity
     cum_cores = jnp.cumsum(fields["cores"], axis=1)
     cum_mem = jnp.cumsum(fields["memory_gb"], axis=1)
@@ -121,12 +134,20 @@ def _warm_servers(key: jax.Array, scenario: Scenario, config: EnvConfig) -> Serv
     )
 
 
+def phase_range(config: EnvConfig) -> tuple[float, float]:
+    """[low, high) of a scenario's phase: [0, tide_period) for the tide; with a trace, the
+    starts in steps of the windows that fit in the split's days."""
+    if config.trace == traces.NONE:
+        return 0.0, config.tide_period
+    return traces.window_starts(config.trace, config.split, config.tide_period,
+                                config.episode_steps)
+
+
 def reset(key: jax.Array, config: EnvConfig) -> EnvState:
     """Draw a scenario from `key`, warm its cluster and draw the first step's jobs."""
     k_scn, k_warm, k_jobs = jax.random.split(key, 3)
     scenario = sample_scenario(
-        k_scn, config.n_agents, config.n_servers, config.n_candidates, config.tide_period
-    )
+        k_scn, config.n_agents, config.n_servers, config.n_candidates, phase_range(config))
     t = jnp.zeros((), jnp.int32)
     return EnvState(
         scenario=scenario,
@@ -430,8 +451,8 @@ def pair_features(obs: Observation, derived: bool = True) -> jax.Array:
 
 def slot_capacity(rows: int, config: EnvConfig) -> int:
     """P, the padded buffer's size for `rows` agent-steps of `config`: the mean number of jobs at
-    the crest of the tide plus four standard deviations (Poisson) and 8, at most rows x J."""
-    mean = rows * min(config.jobs_per_step, config.arrival_rate * (1.0 + config.tide_amplitude))
+    the crest of the load plus four standard deviations (Poisson) and 8, at most rows x J."""
+    mean = rows * min(config.jobs_per_step, config.arrival_rate * config.peak_load_factor)
     return int(min(rows * config.jobs_per_step, math.ceil(mean + 4.0 * math.sqrt(mean) + 8)))
 
 
@@ -481,8 +502,7 @@ def make_scenario(n_agents: int, seed: int, config: EnvConfig | None = None) -> 
     config = EnvConfig(n_agents=n_agents) if config is None else config
     k_scn = jax.random.split(jax.random.key(seed), 3)[0]
     scn = sample_scenario(
-        k_scn, config.n_agents, config.n_servers, config.n_candidates, config.tide_period
-    )
+        k_scn, config.n_agents, config.n_servers, config.n_candidates, phase_range(config))
     return jax.tree.map(np.asarray, scn)
 
 

@@ -26,7 +26,8 @@ class Scenario:
     coverage: jax.Array  # (M,) float32, number of agents that have server j as a candidate
     rate_multiplier: jax.Array  # (N,) float32, rho_i ~ U[0.8, 1.2]
     cpu_share: jax.Array  # (N,) float32, share of CPU-intensive jobs of agent i
-    phase: jax.Array  # () float32, tidal phase phi in steps
+    phase: jax.Array  # () float32, tidal phase phi in steps (with a trace: the trace's time
+    # at the episode's first step, in steps from its start)
 
     @property
     def capacity(self) -> jax.Array:
@@ -69,9 +70,12 @@ def balanced_candidates(key: jax.Array, n_agents: int, n_servers: int, k: int) -
 
 
 def sample_scenario(
-    key: jax.Array, n_agents: int, n_servers: int, n_candidates: int, period: float
+    key: jax.Array, n_agents: int, n_servers: int, n_candidates: int,
+    phases: tuple[float, float],
 ) -> Scenario:
-    """Draw a scenario (pure; shapes fixed by the integer arguments)."""
+    """Draw a scenario (pure; shapes fixed by the integer arguments). `phases` is the range
+    [low, high) of the phase: [0, period) for the tide, the split's window starts (in steps
+    from the trace's start) for a trace."""
     k_gen, k_eff, k_cand, k_rho, k_share, k_phase = jax.random.split(key, 6)
     counts = generation_counts(n_servers)
     gen_idx = jnp.concatenate([jnp.full((c,), g, jnp.int32) for g, c in enumerate(counts)])
@@ -97,5 +101,5 @@ def sample_scenario(
         coverage=coverage,
         rate_multiplier=rho.astype(jnp.float32),
         cpu_share=share.astype(jnp.float32),
-        phase=jax.random.uniform(k_phase, (), minval=0.0, maxval=period),
+        phase=jax.random.uniform(k_phase, (), minval=phases[0], maxval=phases[1]),
     )

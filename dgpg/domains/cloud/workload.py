@@ -11,7 +11,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from dgpg.domains.cloud import trace as traces
 from dgpg.domains.cloud.parameters import (  # noqa: F401 (re-exported)
     CPU_CORES_ALPHA,
     CPU_CORES_CAP,
@@ -90,6 +92,45 @@ def sample_arrival_counts(
     # a static bound on the rate: the crest of the tide, rho <= 1.2 and eps <= 8 (P ~ 1e-15)
     lam_max = mean_rate * (1.0 + amplitude) * MAX_RATE_MULTIPLIER * (1.0 + 8.0 * noise)
     return poisson(k_n, rate_multiplier * lam, poisson_max_count(lam_max))
+
+
+def trace_load(t: jax.Array, phase: jax.Array, name: str,
+               steps_per_day: float) -> tuple[jax.Array, jax.Array]:
+    """The CPU and memory load factors (mean 1 over the training days) of trace `name` at step
+    t of an episode that starts `phase` steps into the trace: the 300 s series interpolated
+    linearly, one trace day per `steps_per_day` steps. Two float32 scalars (or arrays of t's
+    shape)."""
+    series = traces.load(name)
+    samples = (t + phase) * (traces.DAY_SECONDS / steps_per_day / traces.TRACE_SECONDS)
+    grid = np.arange(series.cpu.size, dtype=np.float32)
+    cpu = jnp.interp(samples, grid, series.cpu.astype(np.float32))
+    memory = jnp.interp(samples, grid, series.memory.astype(np.float32))
+    return cpu, memory
+
+
+def sample_trace_arrivals(
+    key: jax.Array,
+    t: jax.Array,
+    phase: jax.Array,
+    rate_multiplier: jax.Array,
+    cpu_share: jax.Array,
+    mean_rate: float,
+    name: str,
+    steps_per_day: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Jobs arriving at each agent in step t under trace `name`, shape (N,) int32 (before the
+    per-step cap J), and the share of CPU-intensive jobs among them, (N,) float32.
+
+    CPU-intensive jobs arrive at rate_multiplier_i * mean_rate * cpu_share_i * c(t), memory-
+    intensive ones at rate_multiplier_i * mean_rate * (1 - cpu_share_i) * m(t), with c and m the
+    trace's load factors (`trace_load`); agent i receives Poisson of their sum.
+    """
+    cpu, memory = trace_load(t, phase, name, steps_per_day)
+    lam_cpu = rate_multiplier * mean_rate * cpu_share * cpu
+    lam = lam_cpu + rate_multiplier * mean_rate * (1.0 - cpu_share) * memory
+    lam_max = mean_rate * traces.load(name).peak() * MAX_RATE_MULTIPLIER
+    share = lam_cpu / jnp.maximum(lam, 1e-12)
+    return poisson(key, lam, poisson_max_count(lam_max)), share
 
 
 def poisson_max_count(lam_max: float) -> int:
