@@ -41,7 +41,7 @@ families (`DomainSpec.model_errors`): `--set model.error=0.3` sets `env.model_er
 DEFAULT_RUN = {"algo": "dgpg", "n_agents": 10, "episodes": 20}
 """The run fields `dgpg train` uses when neither its options nor a file give them."""
 
-DEFAULTS = 2
+DEFAULTS = 3
 """The generation of the learners' defaults that a new run gets (`RunConfig.defaults`).
 A run's folder key and config.json name only what differs from its generation's defaults, so a
 changed default starts a new generation rather than changing what a stored run means:
@@ -49,14 +49,22 @@ changed default starts a new generation rather than changing what a stored run m
     2  the domain's discount (`DomainSpec.gamma`: 0 on RoadNet and PowerGrid) and its other
        learner settings (`DomainSpec.train_defaults`: every agent in each minibatch on
        RoadNet) for every learner, and DG-PG's adaptive guidance weight, which lets go of the
-       model once the policy does better than the model's own rule (`GENERATION_2`)."""
+       model once the policy does better than the model's own rule;
+    3  generation 2 with alpha fixed again: with the models corrected by what the roll-outs
+       observe (HeteroCloud's and RoadNet's `calibrated`, the default models), a fixed weight
+       kept the corrected guidance and beat the adaptive one, which judged the model by its
+       uncorrected rule and let go of it (`dgpg reproduce model-error`; docs/design.md,
+       section 5)."""
 
 GENERATION_1 = {"alpha_schedule": "fixed", "gamma": 0.99}
 """The TrainConfig fields whose defaults changed in generation 2, as generation 1 had them."""
 
-GENERATION_2: dict[str, Any] = {"alpha_schedule": "adaptive"}
-"""What generation 2 sets over TrainConfig's own defaults (the discount comes from the
-domain): the adaptive guidance weight (`TrainConfig.alpha_schedule`)."""
+GENERATIONS: dict[int, dict[str, Any]] = {
+    2: {"alpha_schedule": "adaptive"},
+    3: {"alpha_schedule": "fixed"},
+}
+"""What each generation from 2 on sets over TrainConfig's own defaults, besides the domain's
+discount and `train_defaults`."""
 
 
 def train_defaults(algo: str, domain: str, generation: int) -> dict[str, Any]:
@@ -69,7 +77,8 @@ def train_defaults(algo: str, domain: str, generation: int) -> dict[str, Any]:
     if unknown := sorted(set(spec.train_defaults) - fields):
         raise ConfigError(f"domain {domain}: train_defaults names no learner field "
                           f"{unknown[0]!r:.40}")
-    return {**TUNED[algo], **GENERATION_2, **spec.train_defaults, "gamma": float(spec.gamma)}
+    return {**TUNED[algo], **GENERATIONS[generation], **spec.train_defaults,
+            "gamma": float(spec.gamma)}
 
 
 class ConfigError(ValueError):

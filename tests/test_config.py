@@ -32,7 +32,7 @@ def _other_value(key: str, value):
                "env.warm_utilisation": 0.5, "env.tide_noise": 0.05, "train.actor": "mlp",
                "run.domain": "roads", "env.model_error": 0.3, "env.model_error_kind": "random",
                "train.alpha_schedule": "linear", "train.guidance_scale": "slot",
-               "run.defaults": 1}
+               "run.defaults": 1, "env.trace": "google2019", "env.split": "validation"}
     if key in special:
         return special[key]
     if isinstance(value, bool):
@@ -252,8 +252,8 @@ def test_a_run_without_out_gets_a_folder_of_its_own(tmp_path, monkeypatch):
 def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_with():
     """Runs written before generations read as generation 1 (fixed alpha, discount 0.99 in
     every domain), with the same overrides text and sweep key as before; a new run is of
-    generation 2: the domain's discount and the adaptive weight, and a fixed alpha is then an
-    override that names it."""
+    generation 3: the domain's discount and fixed alpha; in generation 2 (the adaptive weight)
+    a fixed alpha is an override that names it."""
     from dgpg.experiments.sweep import RunSpec
 
     old = RunConfig.from_dict({"algo": "dgpg", "n_agents": 50, "episodes": 100, "seed": 0,
@@ -264,17 +264,21 @@ def test_a_run_stored_without_a_generation_keeps_the_defaults_it_was_trained_wit
     assert RunSpec.of(old).key == "dgpg_n50_a0.5_e100_s0x3_aligned_roads"
 
     new = RunConfig(algo="dgpg", n_agents=50, episodes=100, seeds=3, domain="roads")
-    assert new.defaults == config.DEFAULTS == 2
-    assert new.train.gamma == 0.0 and new.train.alpha_schedule == "adaptive"
+    assert new.defaults == config.DEFAULTS == 3
+    assert new.train.gamma == 0.0 and new.train.alpha_schedule == "fixed"
     assert new.train.agents_per_minibatch == 1024 and old.train.agents_per_minibatch == 128
-    assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_calibrated_roads_g2"
+    assert RunSpec.of(new).key == "dgpg_n50_a0.5_e100_s0x3_calibrated_roads_g3"
     assert RunConfig(**BASE).train.gamma == 0.99  # the cloud's jobs outlive a step
-    fixed = RunConfig(**BASE, train={"alpha_schedule": "fixed"})
+    second = RunConfig(**BASE, defaults=2)
+    assert second.train.alpha_schedule == "adaptive" and second.overrides == ""
+    fixed = RunConfig(**BASE, defaults=2, train={"alpha_schedule": "fixed"})
     assert json.loads(fixed.overrides) == {"train": {"alpha_schedule": "fixed"}}
     assert RunConfig.from_dict(fixed.to_json()["run"]) == fixed  # stored and read back
+    assert fixed.train == RunConfig(**BASE).train  # generation 3 is 2 with alpha fixed
+    assert RunConfig(**BASE, train={"alpha_schedule": "fixed"}).overrides == ""
     # generation 1 asked for explicitly: the old meaning, the old key
     assert RunSpec("dgpg", 50, 100, seeds=3, domain="roads").key == RunSpec.of(old).key
-    for bad in (0, 3, True, "2"):
+    for bad in (0, 4, True, "2"):
         with pytest.raises(ConfigError, match="defaults"):
             RunConfig(**BASE, defaults=bad)
 

@@ -8,15 +8,16 @@ import json
 
 import pytest
 
-from dgpg.config import DEFAULTS
+from dgpg.config import DEFAULTS, overrides_json
 from dgpg.experiments import model_error
 from dgpg.experiments.model_error import Grid, Panel
+from dgpg.experiments.sweep import RunSpec
 
 TINY = Panel("cloud", 2, "HeteroCloud, N=2", env=(("episode_steps", 20),),
              train=(("update_epochs", 2), ("num_minibatches", 2), ("hidden", 16)))
 GRID = Grid(panels=(TINY,), errors=(0.0, 0.5), learners=("dgpg", "mappo"), episodes=2,
             seeds=1, budget=1)
-"""Two episodes, so that the adaptive weight of the second comes from the first."""
+"""Two episodes, so that the best and the final policies can differ."""
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,8 @@ def result(tmp_path_factory):
 
 
 def test_the_runs_are_of_generation_2_with_the_model_error_of_their_row(result):
+    """Generation 2, in which the grid was trained; `dgpg` sets fixed alpha, so that its runs
+    are those of the current defaults (generation 3)."""
     out, res = result
     rows = {(r["learner"], r["error"]): r for r in res["rows"]}
     budget = "dgpg, 1 episodes"
@@ -34,20 +37,25 @@ def test_the_runs_are_of_generation_2_with_the_model_error_of_their_row(result):
     specs, _ = model_error.tasks(GRID)
     runs = specs[TINY]
     keys = {k: s.key for k, s in runs.items()}
-    assert all(key.endswith(f"_g{DEFAULTS}") for key in keys.values())
+    assert GRID.defaults == 2 and all(key.endswith("_g2") for key in keys.values())
     # MAPPO uses no model: one run serves every E; DG-PG trains once per E
     assert keys["mappo", 0.0] == keys["mappo", 0.5]
     assert rows["mappo", 0.0]["test_return"] == rows["mappo", 0.5]["test_return"]
     config = json.loads((out / "runs" / keys["dgpg", 0.5] / "config.json").read_text())
-    assert config["train"]["alpha_schedule"] == "adaptive"
-    assert config["env"]["model_error"] == 0.5 and config["run"]["defaults"] == DEFAULTS
+    assert config["train"]["alpha_schedule"] == "fixed"
+    assert config["env"]["model_error"] == 0.5 and config["run"]["defaults"] == 2
+    current = RunSpec("dgpg", 2, 2, alpha=0.5, seeds=1, domain="cloud", defaults=DEFAULTS,
+                      model="calibrated",
+                      overrides=overrides_json(train=dict(TINY.train), env=GRID.env(TINY, 0.5)))
+    assert DEFAULTS == 3 and current.key.endswith("_g3")
+    assert current.run.train_config() == runs["dgpg", 0.5].run.train_config()
     # every learner of the full comparison is a run of its own at each E
     every = model_error.tasks(dataclasses.replace(GRID, learners=tuple(model_error.LEARNERS),
                                                   budget=None))
     model_runs = {k: s for k, s in every[0][TINY].items() if model_error.LEARNERS[k[0]].uses_model}
     assert len({s.key for s in model_runs.values()}) == len(model_runs)
     schedules = {k[0]: s.run.train_config().alpha_schedule for k, s in model_runs.items()}
-    assert schedules == {"dgpg": "adaptive", "dgpg-aligned": "adaptive", "dgpg-fixed": "fixed",
+    assert schedules == {"dgpg": "fixed", "dgpg-adaptive": "adaptive", "dgpg-aligned": "fixed",
                          "dgpg-linear": "linear", "dr": "adaptive"}
     models = {k[0]: s.run.model for k, s in model_runs.items()}
     assert models["dgpg"] == "calibrated" and models["dgpg-aligned"] == "aligned"
