@@ -86,16 +86,13 @@ FUEL_COST_PER_MWH: dict[str, float] = {
 """Short-run marginal generation cost per fuel type, $/MWh (fuel plus variable operation and
 maintenance, no carbon price).
 
-SimBench gives no cost data. These are round, representative values set within the spread of
-the fuel and operating expenses per kWh that the U.S. Energy Information Administration
-reports by plant type in the *Electric Power Annual*, Table 8.4 "Average Power Plant Operating
-Expenses for Major U.S. Investor-Owned Electric Utilities" (mills/kWh = $/MWh; nuclear, fossil
-steam, gas turbine and small scale), with the fossil-steam group ordered lignite < hard coal <
-oil and gas between coal and oil, the merit order of the German fleet that SimBench models.
-They are not one year's row of that table. Waste incineration, a must-run plant paid by gate
-fees, is placed just above nuclear. Imports, and the infeed of grids below extra-high voltage
-from the level above, are priced at a mid-merit level above gas; `"other"` (an unrecognised
-type) is priced like imports.
+SimBench gives no cost data. These are indicative round values, not taken from a published
+table: they follow the merit order of the German fleet that SimBench models (nuclear < waste <
+lignite < hard coal < gas < oil; waste incineration, a must-run plant paid by gate fees, just
+above nuclear), at the size fuel prices without carbon gave in the late 2010s. Imports, and the
+infeed of grids below extra-high voltage from the level above, are priced at a mid-merit level
+above gas; `"other"` (an unrecognised type) is priced like imports. A study whose conclusions
+depend on the costs should set its own in this table.
 """
 
 QUADRATIC_SHARE = 0.01
