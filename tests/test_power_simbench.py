@@ -68,6 +68,7 @@ def test_hv_grid_sizes_after_cleaning(hv):
     assert np.isclose(grid.load_mw.sum(), 521.61)
 
 
+@pytest.mark.slow  # the EHV grid: seconds to load, tens of seconds per DC-OPF
 def test_ehv_grid_sizes_after_cleaning(ehv):
     grid = ehv.grid
     # 3,085 buses fuse into 571 (as in 1-EHV-mixed--0-no_sw); 849 lines + 209 transformers;
@@ -80,7 +81,7 @@ def test_ehv_grid_sizes_after_cleaning(ehv):
     assert ehv.gen_min_stable_mw.max() > 0 and np.all(ehv.gen_min_stable_mw <= grid.gen_pmax_mw)
 
 
-@pytest.mark.parametrize("name", ["hv", "ehv"])
+@pytest.mark.parametrize("name", ["hv", pytest.param("ehv", marks=pytest.mark.slow)])
 def test_ratings_finite_and_positive(name, request):
     case = request.getfixturevalue(name)
     rating = case.grid.line_rating_mw
@@ -96,7 +97,7 @@ def test_line_rating_is_thermal_current_at_nominal_voltage(hv):
     assert set(np.round(trafo)) <= {300.0, 350.0}
 
 
-@pytest.mark.parametrize("name", ["hv", "ehv"])
+@pytest.mark.parametrize("name", ["hv", pytest.param("ehv", marks=pytest.mark.slow)])
 def test_costs_follow_the_fuel_table(name, request):
     case = request.getfixturevalue(name)
     grid = case.grid
@@ -107,7 +108,7 @@ def test_costs_follow_the_fuel_table(name, request):
     assert np.all(grid.cost_a > 0) and np.all(grid.cost_c == 0)
 
 
-@pytest.mark.parametrize("name", ["hv", "ehv"])
+@pytest.mark.parametrize("name", ["hv", pytest.param("ehv", marks=pytest.mark.slow)])
 def test_profiles_cover_the_year(name, request):
     case = request.getfixturevalue(name)
     n_buses = case.grid.n_buses
@@ -143,6 +144,7 @@ def test_hv_dcopf_is_feasible_at_peak_and_off_peak(hv):
         assert np.all(np.abs(result.flows) <= hv.grid.line_rating_mw + 1e-3)
 
 
+@pytest.mark.slow  # the EHV grid: seconds to load, tens of seconds per DC-OPF
 def test_ehv_dcopf_is_feasible_at_off_peak(ehv):
     net = _net_load_total(ehv)
     period = int(np.argmin(net))  # 2016-04-16 03:00, 13.0 GW net of renewables
@@ -153,6 +155,7 @@ def test_ehv_dcopf_is_feasible_at_off_peak(ehv):
     assert FUEL_COST_PER_MWH["nuclear"] <= np.median(result.lmp) <= FUEL_COST_PER_MWH["oil"] * 1.1
 
 
+@pytest.mark.slow  # the EHV grid: seconds to load, tens of seconds per DC-OPF
 def test_ehv_peak_is_infeasible_behind_radial_lines(ehv):
     """SimBench's EHV grid feeds two load pockets over a single line each (no generation behind
     them): 'line 169' (248 MW) and 'line 665' (495 MW). In 5.7 % of the year, the peak
