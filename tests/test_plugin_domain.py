@@ -250,8 +250,7 @@ def example(tmp_path, monkeypatch):
 def test_the_example_plugin_guides_in_minutes_and_trains_with_the_defaults(example, tmp_path):
     """Its guidance loss is tens of minutes at the uniform policy (unscaled on purpose); the
     adaptive weight's rule, for a domain with no `model-greedy`, is the model's cheapest
-    candidate, here the domain's own greedy heuristic; the defaults train it, and so does the
-    adaptive weight, which logs its alpha."""
+    candidate, here the domain's own greedy heuristic; and the defaults train it."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -276,11 +275,14 @@ def test_the_example_plugin_guides_in_minutes_and_trains_with_the_defaults(examp
     assert code == 0, err
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["alpha_schedule"] == "fixed" and saved["run"]["defaults"] == 3
-    out = tmp_path / "adaptive"
-    code, _, err = run_cli(["train", "--domain", "charging", "--episodes", "2", "--agents", "4",
-                            "--set", "env.episode_steps=8", "--set", "train.alpha_schedule="
-                            "adaptive", "--out", str(out), "--json"])
-    assert code == 0, err
-    with (out / "metrics.csv").open() as f:
-        header = f.readline().strip().split(",")
-    assert "alpha" in header
+
+
+def test_the_adaptive_weight_logs_its_alpha_and_the_defaults_do_not(example):
+    """metrics.csv gains an `alpha` column only when the weight moves (the adaptive schedule)."""
+    from dgpg.learners.ppo import TrainConfig
+    from dgpg.training import metric_columns
+
+    config = get_domain("charging").spec.config_type()(n_agents=4)
+    assert "alpha" in metric_columns(config, TrainConfig(alpha_schedule="adaptive"))
+    assert "alpha" not in metric_columns(config, TrainConfig())
+    assert "alpha" not in metric_columns(config, TrainConfig(alpha_schedule="linear"))
