@@ -144,6 +144,50 @@ def test_hv_dcopf_is_feasible_at_peak_and_off_peak(hv):
         assert np.all(np.abs(result.flows) <= hv.grid.line_rating_mw + 1e-3)
 
 
+def _clear_float32(case, period):
+    """The jitted JAX clearing of one period (float32, as in the environment), as NumPy."""
+    import jax
+
+    from dgpg.domains.power.clearing import clear, clearing_problem
+
+    grid = case.grid_at(period)
+    return grid, jax.device_get(jax.jit(clear)(clearing_problem(grid), grid.demand_mw))
+
+
+def test_hv_clearing_matches_solve_dcopf(hv):
+    """The JAX clearing equals the Clarabel DC-OPF at the HV grid's peak, its deepest export
+    and two periods between: cost to 1e-4 relative, LMPs to 1e-3 $/MWh."""
+    net = _net_load_total(hv)
+    for period in (int(np.argmax(net)), int(np.argmin(net)), 7027, 21081):
+        grid, result = _clear_float32(hv, period)
+        reference = solve_dcopf(grid)
+        assert result.converged
+        assert result.shed.sum() < 1e-6
+        assert result.cost == pytest.approx(reference.objective, rel=1e-4)
+        np.testing.assert_allclose(result.lmp, reference.lmp, rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow  # the EHV grid: tens of seconds per clearing and per DC-OPF
+def test_ehv_clearing_matches_solve_dcopf_and_sheds_at_the_peak(ehv):
+    """Off-peak the JAX clearing equals the Clarabel DC-OPF (cost 1e-4 relative, LMPs 1e-3
+    $/MWh); at the peak, where no dispatch is feasible, it sheds load behind the radial lines
+    and prices it at VOLL."""
+    from dgpg.domains.power.clearing import VOLL
+
+    net = _net_load_total(ehv)
+    grid, result = _clear_float32(ehv, int(np.argmin(net)))
+    reference = solve_dcopf(grid)
+    assert result.converged
+    assert result.cost == pytest.approx(reference.objective, rel=1e-4)
+    np.testing.assert_allclose(result.lmp, reference.lmp, rtol=0, atol=1e-3)
+
+    _, peak = _clear_float32(ehv, int(np.argmax(net)))
+    assert peak.converged
+    assert peak.shed.sum() > 1.0
+    shedding = peak.shed > 1e-3
+    np.testing.assert_allclose(peak.lmp[shedding], VOLL, rtol=1e-4)
+
+
 @pytest.mark.slow  # the EHV grid: seconds to load, tens of seconds per DC-OPF
 def test_ehv_dcopf_is_feasible_at_off_peak(ehv):
     net = _net_load_total(ehv)
