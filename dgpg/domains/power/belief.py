@@ -2,7 +2,8 @@
 
 With `model_error` E > 0 the analytical model (`aligned`, DG-PG's guidance) and `model-greedy`
 price line overloads on a believed network, `believed_net(config)`: the environment's `Net`
-(`env.net_of`) with other line ratings or, for an outage, another PTDF. The environment, the
+(`env.net_of`) with other line ratings or, for an outage, another PTDF; under `market="opf"`
+they clear the believed grid's DC-OPF instead, `believed_clearing(config)`. The environment, the
 agents' observations (the prices and headroom the operator posts) and the reference heuristic
 `central-optimum` keep the truth. `cheapest-lmp` reads the posted prices and `nearest` reads
 nothing of the grid: neither is model-based, so neither changes with E.
@@ -54,6 +55,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dgpg.domains.power.clearing import ClearingProblem, clearing_problem
 from dgpg.domains.power.config import PowerConfig, exact_config, power_data
 from dgpg.domains.power.dispatch import economic_dispatch
 from dgpg.domains.power.env import Net, net_of
@@ -198,3 +200,22 @@ def believed_net(config: PowerConfig) -> Net:
         return dataclasses.replace(
             net, ptdf=f32(factors), cand_ptdf=f32(factors.T[data.candidates]),
             limited=jnp.asarray(limited), rating=f32(np.asarray(net.rating) * factor))
+
+
+@functools.lru_cache(maxsize=32)
+def believed_clearing(config: PowerConfig) -> ClearingProblem:
+    """The DC-OPF the model clears under `market="opf"`: the environment's own when the model
+    is exact, else the one of the grid with the believed ratings (`rating_factor`) and without
+    the lines believed out (`outaged_lines`). Requires config.market == "opf"."""
+    net = net_of(config)
+    if net.clearing is None:
+        raise ValueError(f"the {config.market!r} market clears no OPF")
+    if config.model_error == 0.0:
+        return net.clearing
+    grid = power_data(config).grid
+    keep = ~np.isin(np.arange(grid.n_lines), outaged_lines(config))
+    rating = grid.line_rating_mw * rating_factor(config)
+    believed = dataclasses.replace(
+        grid, line_from=grid.line_from[keep], line_to=grid.line_to[keep],
+        line_x=grid.line_x[keep], line_tap=grid.line_tap[keep], line_rating_mw=rating[keep])
+    return clearing_problem(believed, voll=net.voll)

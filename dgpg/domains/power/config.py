@@ -45,6 +45,8 @@ MAX_AGENTS_PER_BUS = 4
 """N <= MAX_AGENTS_PER_BUS x B aggregators."""
 DEFAULT_LOAD_SCALE = {"case30": 1.3, "case118": 0.6}
 """The crest's load multiplier when `load_scale` is None (1.0 for cases not named here)."""
+MARKETS = ("penalty", "opf")
+"""How a period is cleared (`PowerConfig.market`)."""
 DEFAULT_CAPACITY_SHARE = 0.95
 """A default load scale puts the crest load at no more than this share of the capacity."""
 
@@ -98,6 +100,13 @@ class PowerConfig:
     doubled (the quadratic term)."""
     unserved_weight: float = 20.0
     """Value of lost load, in multiples of the reference price."""
+    market: str = "penalty"
+    """How each period's load is served and priced. `penalty`: an economic dispatch that
+    ignores the network, with line overloads charged at `violation_weight` (a congestion-pricing
+    game, not how an operator runs a grid). `opf`: a DC optimal power flow that redispatches
+    around the line ratings and sheds load, at the value of lost load, only where no dispatch
+    serves it (`dgpg.domains.power.clearing`); its prices are the OPF's LMPs and
+    `violation_weight` and `violation_width` are unused."""
     central_steps: int = 200
     """Adam steps of the reference heuristic's relaxed central placement."""
     model_error: float = 0.0
@@ -133,6 +142,9 @@ class PowerConfig:
         require_number(self, "unserved_weight", 0.0, math.inf, True, True)
         if self.load_scale is not None:
             require_number(self, "load_scale", 0.0, math.inf, True, True)
+        if self.market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, got "
+                             f"{self.market!r:.40}")
         if not isinstance(self.case, str) or not self.case:
             raise ValueError(f"case must be a case name ({', '.join(CASE_NAMES)}) or a case "
                              f"file, got {self.case!r:.60}")

@@ -43,6 +43,16 @@ Generation cost depends on the total load only, so placement acts through the fl
 locational marginal cost of bus b (the gradient of the period's cost in its load) is the
 system's incremental cost plus the penalty's change through the PTDF.
 
+That is the `penalty` market (`PowerConfig.market`), a congestion-pricing game: no operator
+serves load that way. With `market="opf"` the period is cleared as an operator clears it: a
+DC optimal power flow (`dgpg.domains.power.clearing`) redispatches the units around the line
+ratings (flows never exceed them) and sheds load at VOLL only where no dispatch can serve it:
+
+    cost = sum_g (a_g P_g^2 + b_g P_g + c_g) + VOLL x shed,
+
+and the marginal costs are the OPF's LMPs (its duals). Placement then changes the generation
+cost itself (redispatch out of merit order) and the shedding.
+
 The state holds, for the period to place, its base load and the marginal costs, flows and
 headroom (MW that one bus can take before a line overloads) at the base load alone, as the
 system operator would post them before the aggregators bid; and the last period's realised
@@ -63,6 +73,7 @@ import numpy as np
 from flax import struct
 
 from dgpg.domains.observation import Observation, pair_views
+from dgpg.domains.power.clearing import ClearingProblem, clear, clearing_problem
 from dgpg.domains.power.config import PowerConfig, exact_config, power_data
 from dgpg.domains.power.dispatch import economic_dispatch_jax
 
@@ -73,6 +84,8 @@ N_LINE_FEATURES = 4
 N_DERIVED_FEATURES = 3
 HEADROOM_CAP = 10.0
 """Headroom features count the agent's mean blocks that fit, up to this many."""
+BINDING_TOLERANCE = 1e-4
+"""Under `market="opf"` a line binds at 1 - this of its rating (float32 flows at the limit)."""
 DISPATCH_ITERATIONS = 40
 """Bisection steps of each economic dispatch (float32 converges well before)."""
 
@@ -89,6 +102,7 @@ class Net:
     (L,) MW (1 where unrated); load (B,) MW, the base load at the crest; shunt (B,) MW. Scalars:
     violation_price ($/MWh per MW over), violation_width, voll ($/MWh), ref_price ($/MWh),
     cost_scale ($/h), crest_base and crest_flex (MW), shunt_total (MW), mean_rating (MW).
+    clearing: the DC-OPF of `market="opf"` (None for the penalty market).
     """
 
     ptdf: jax.Array
@@ -113,6 +127,7 @@ class Net:
     crest_flex: float
     shunt_total: float
     mean_rating: float
+    clearing: ClearingProblem | None = None
 
     @property
     def capacity(self) -> jax.Array:
@@ -132,6 +147,8 @@ def _net_of(config: PowerConfig) -> Net:
     grid = data.grid
     limited = np.isfinite(grid.line_rating_mw)
     rating = np.where(limited, grid.line_rating_mw, 1.0)
+    voll = config.unserved_weight * data.ref_price
+    opf = clearing_problem(grid, voll=voll) if config.market == "opf" else None
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     with jax.ensure_compile_time_eval():
         return Net(
@@ -143,10 +160,11 @@ def _net_of(config: PowerConfig) -> Net:
             load=f32(data.load_scale * grid.load_mw), shunt=f32(grid.shunt_mw),
             violation_price=config.violation_weight * data.ref_price,
             violation_width=float(config.violation_width),
-            voll=config.unserved_weight * data.ref_price, ref_price=data.ref_price,
+            voll=voll, ref_price=data.ref_price,
             cost_scale=data.cost_scale, crest_base=data.crest_base_mw,
             crest_flex=data.crest_flex_mw, shunt_total=float(grid.shunt_mw.sum()),
             mean_rating=float(rating[limited].mean()) if limited.any() else 1.0,
+            clearing=opf,
         )
 
 
@@ -233,8 +251,23 @@ class Outcome(NamedTuple):
         return self.gen_cost + self.violation_cost + self.unserved_cost
 
 
+def cleared(bus_load: jax.Array, net: Net) -> tuple[Outcome, jax.Array]:
+    """The DC-OPF clearing of the bus loads (B,) MW (`market="opf"`): the outcome, no line over
+    its rating, with `price` the load-weighted mean LMP, and the LMPs (B,) $/MWh."""
+    result = clear(net.clearing, bus_load)
+    unserved = jnp.sum(result.shed)
+    unserved_cost = net.voll * unserved
+    price = jnp.sum(result.lmp * bus_load) / jnp.maximum(jnp.sum(bus_load), 1e-9)
+    return Outcome(gen=result.dispatch, flows=result.flows, gen_cost=result.cost - unserved_cost,
+                   violation_cost=jnp.zeros_like(unserved), unserved_mw=unserved,
+                   unserved_cost=unserved_cost, price=price), result.lmp
+
+
 def outcome(bus_load: jax.Array, net: Net) -> Outcome:
-    """Serve the bus loads (B,) MW: dispatch, shedding beyond the capacity, flows, costs."""
+    """Serve the bus loads (B,) MW: dispatch, shedding beyond the capacity, flows, costs (the
+    OPF's under `market="opf"`, `cleared`)."""
+    if net.clearing is not None:
+        return cleared(bus_load, net)[0]
     total = jnp.sum(bus_load)
     gen, served, price = dispatch(total, net)
     share = served / jnp.maximum(total, 1e-9)
@@ -248,7 +281,11 @@ def outcome(bus_load: jax.Array, net: Net) -> Outcome:
 @functools.partial(jax.jit, static_argnums=1)  # one program when called eagerly
 def marginal_costs(bus_load: jax.Array, net: Net) -> tuple[Outcome, jax.Array]:
     """The outcome at `bus_load` and the locational marginal costs (B,) $/MWh: the gradient of
-    the period's cost in each bus's load (dispatch, shedding and penalty included)."""
+    the period's cost in each bus's load (dispatch, shedding and penalty included; the OPF's
+    LMPs under `market="opf"`, which are that gradient)."""
+    if net.clearing is not None:
+        return cleared(bus_load, net)
+
     def cost(load):
         result = outcome(load, net)
         return result.cost, result
@@ -259,7 +296,9 @@ def marginal_costs(bus_load: jax.Array, net: Net) -> tuple[Outcome, jax.Array]:
 
 def headroom(bus_load: jax.Array, result: Outcome, net: Net) -> jax.Array:
     """(B,) MW that each bus can take, the dispatch following (`marginal_share`), before a
-    rated line overloads (0 where one already is; at most the generation capacity)."""
+    rated line overloads (0 where one already is; at most the generation capacity). Under
+    `market="opf"` it is the same estimate from the OPF's dispatch: MW before a line binds if
+    the units that are neither at Pmin nor at Pmax follow, not the OPF's redispatch."""
     dgen = marginal_share(result.gen, net.cost_a, net.pmin, net.pmax)
     sens = (net.ptdf @ jnp.zeros_like(bus_load).at[net.gen_bus].add(dgen))[:, None] - net.ptdf
     flows = result.flows[:, None]
@@ -412,6 +451,7 @@ def step(key: jax.Array, state: PowerState, actions: jax.Array, config: PowerCon
     reward = -result.cost / net.cost_scale
     flex = jnp.sum(jnp.where(state.mask, state.blocks, 0.0))
     rated_flow = jnp.where(net.limited, jnp.abs(result.flows) / net.rating, 0.0)
+    at_rating = 1.0 if net.clearing is None else 1.0 - BINDING_TOLERANCE
     metrics = {
         "reward": reward,
         "cost": result.cost,
@@ -423,7 +463,7 @@ def step(key: jax.Array, state: PowerState, actions: jax.Array, config: PowerCon
         "gen_mw": jnp.sum(result.gen),
         "unserved_mw": result.unserved_mw,
         "violation_mw": jnp.sum(overload(result.flows, net)),
-        "binding_lines": jnp.sum(rated_flow >= 1.0).astype(jnp.float32),
+        "binding_lines": jnp.sum(rated_flow >= at_rating).astype(jnp.float32),
         "price": result.price,
     }
     t = state.t + 1

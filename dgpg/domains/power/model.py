@@ -23,9 +23,20 @@ division by the block's energy at the reference price p_ref makes it dimensionle
 cost per MW of bus k over the best bus, in reference prices) and of order one whatever the
 case, the block's size and N; `cost_cap` bounds it without changing which buses minimise it.
 
+Under `market="opf"` the period's cost is the DC-OPF's, and the first-order change of that
+cost when a block of q MW lands on bus k is its LMP there times q (the LMP is the cost's
+derivative in the bus's load). The model clears the OPF once per period at the expected bus
+loads dbar (every block at its expected placement, its own included: a first-order stand-in
+for y, whose difference from dbar is one block) and takes
+
+    cost_k = (lambda_k - min_k' lambda_k') / p_ref,
+
+lambda the LMPs of that clearing at the block's candidate buses: the same normalisation (extra
+cost per MW over the best bus, in reference prices), and the same for every block of an agent.
+
 With `model_error` E > 0 the model prices the penalty on the grid it believes
 (`dgpg.domains.power.belief.believed_net`: other line ratings, or lines it believes out of
-service), while the environment keeps the truth.
+service; `believed_clearing` under `market="opf"`), while the environment keeps the truth.
 """
 
 from __future__ import annotations
@@ -37,8 +48,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dgpg.domains.power.belief import believed_net
-from dgpg.domains.power.env import PowerConfig, PowerState, line_penalty, period
+from dgpg.domains.power.belief import believed_clearing, believed_net
+from dgpg.domains.power.clearing import clear
+from dgpg.domains.power.env import PowerConfig, PowerState, line_penalty, net_of, period
 
 
 @struct.dataclass
@@ -64,6 +76,23 @@ def block_penalty(state: PowerState, probs: jax.Array, config: PowerConfig) -> j
     return jnp.sum(line_penalty(flows, net), axis=-1)
 
 
+def expected_load(state: PowerState, probs: jax.Array, config: PowerConfig) -> jax.Array:
+    """(B,) MW: the base load plus every present block at its expected bus under `probs`
+    (N, J, K)."""
+    net = net_of(config)
+    sizes = jnp.where(state.mask, state.blocks, 0.0)
+    at_candidate = jnp.einsum("njk,nj->nk", probs, sizes)
+    return state.base.at[net.candidates].add(at_candidate)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def candidate_lmp(state: PowerState, probs: jax.Array, config: PowerConfig) -> jax.Array:
+    """(N, K) $/MWh: the LMPs at each agent's candidate buses of the DC-OPF the model believes
+    (`believed_clearing`), cleared at the `expected_load` under `probs` (N, J, K)."""
+    result = clear(believed_clearing(config), expected_load(state, probs, config))
+    return result.lmp[net_of(config).candidates]
+
+
 @dataclass(frozen=True)
 class AlignedPowerModel:
     """`AnalyticalModel` whose potential is the period's cost, the others at the mean-field
@@ -75,6 +104,12 @@ class AlignedPowerModel:
     def reference(self, state: PowerState, probs: jax.Array | None = None) -> PowerReference:
         if probs is None:
             raise ValueError("the mean-field stand-in needs the policy's probabilities")
+        if self.config.market == "opf":
+            lmp = candidate_lmp(state, probs, self.config)
+            excess = (lmp - jnp.min(lmp, axis=-1, keepdims=True)) / net_of(self.config).ref_price
+            cost = jnp.broadcast_to(excess[:, None, :], state.blocks.shape + excess.shape[-1:])
+            cost = jnp.where(state.mask[..., None], jnp.minimum(cost, self.cost_cap), 0.0)
+            return PowerReference(cost=cost, mask=state.mask)
         net = believed_net(self.config)
         penalty = block_penalty(state, probs, self.config)
         energy = jnp.maximum(jnp.where(state.mask, state.blocks, 0.0), 1e-9) * net.ref_price
