@@ -49,7 +49,8 @@ def test_energy_balances_and_no_line_exceeds_its_rating(random_episode):
     for _, _, next_state, reward, m in random_episode:
         assert m["gen_mw"] == pytest.approx(m["load_mw"] - m["unserved_mw"], abs=1e-2)
         assert np.all(np.abs(np.asarray(next_state.flows)) <= rating * (1 + 1e-4) + 1e-3)
-        assert m["violation_cost"] == 0.0 and m["violation_mw"] == 0.0
+        assert m["violation_cost"] == 0.0
+        assert m["violation_mw"] < 1e-3  # float32 flows at a rating: ~1e-6 MW over it
         assert reward == pytest.approx(-m["cost"] / net.cost_scale, rel=1e-6)
 
 
