@@ -154,7 +154,8 @@ def test_blocks_follow_the_profile_with_the_configured_share():
     @jax.jit
     def draw(keys, hour):
         u = jax.vmap(lambda k: power._uniforms(k, power._period_size(config)))(keys)
-        return jax.vmap(lambda u: power._draw_period(u, 0, hour, jnp.zeros(N), unit, config))(u)
+        return jax.vmap(lambda u: power._draw_period(u, 0, hour, jnp.zeros(N), unit, None,
+                                                     config))(u)
 
     keys = jax.random.split(jax.random.key(0), draws)
     base, blocks, mask = draw(keys, jnp.float32(config.crest_hour))

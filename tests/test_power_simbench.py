@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from dgpg.domains.power.config import PowerConfig, day_starts, hourly_net_load, simbench_case
 from dgpg.domains.power.dispatch import InfeasibleDispatch, solve_dcopf
 from dgpg.domains.power.grid import CaseError, ptdf
 from dgpg.domains.power.simbench import (
@@ -37,7 +38,7 @@ def _needs_simbench():
 @pytest.fixture(scope="module")
 def hv():
     _needs_simbench()
-    return load_simbench(HV)
+    return simbench_case(HV)  # the environment's cached copy, loaded once per process
 
 
 @pytest.fixture(scope="module")
@@ -373,3 +374,42 @@ def test_split_days_rejects_bad_arguments():
         split_days(96, 0)
     with pytest.raises(ValueError):
         split_days(96, 366, cycle=2)
+
+
+# --------------------------------------------------------------------------------------------
+# the environment on a SimBench grid
+
+
+def test_environment_base_load_is_the_measured_day(hv):
+    """With base_noise 0 each period's base load is the day's hourly net load (load less
+    renewables, 15-minute values averaged) plus the shunts, from midnight of a day of the
+    configuration's split; the episode's day differs between splits' days."""
+    import jax
+
+    from dgpg.domains.power import env
+
+    hourly = hourly_net_load(HV)
+    assert hourly.shape == (366 * 24, hv.grid.n_buses)
+    np.testing.assert_allclose(hourly[5], hv.load_mw[20:24].mean(axis=0)
+                               - hv.renewable_mw[20:24].mean(axis=0), rtol=1e-5, atol=1e-4)
+    starts = {split: set(day_starts(HV, split).tolist()) for split in ("train", "test")}
+    assert not starts["train"] & starts["test"]
+    config = PowerConfig(case=HV, n_agents=10, base_noise=0.0, market="opf", split="test")
+    state = env.reset(jax.random.PRNGKey(4), config)
+    table = np.asarray(state.day_load)
+    start = [s for s in starts["test"] if np.array_equal(hourly[s:s + 24], table)]
+    assert len(start) == 1
+    shunt = hv.grid.shunt_mw
+    for t in range(3):
+        np.testing.assert_allclose(np.asarray(state.base), hourly[start[0] + t] + shunt,
+                                   rtol=1e-5, atol=1e-3)
+        actions = jax.numpy.zeros((10, config.blocks_per_step), jax.numpy.int32)
+        state, reward, metrics = env.step(jax.random.PRNGKey(t), state, actions, config)
+        assert np.isfinite(float(reward))
+    assert config.for_split("validation").split == "validation"
+    assert PowerConfig(n_agents=10).for_split("test").split == "train"  # no profiles: unchanged
+
+
+def test_simbench_day_is_refused_beyond_24_periods(hv):
+    with pytest.raises(ValueError, match="SimBench day's 24 hourly periods"):
+        PowerConfig(case=HV, n_agents=10, episode_steps=25)

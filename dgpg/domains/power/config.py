@@ -15,6 +15,14 @@ Rules fixed here:
   `bus_order[i mod B]`, the buses by decreasing base load (ties by index), so the first B agents
   have distinct homes. Its K candidate buses are its home, then the K - 1 other buses nearest
   to it in hops over the lines (ties by bus index); neighbourhoods overlap.
+- SimBench grids (`case` a SimBench code such as 1-HV-mixed--0-sw, needing the `simbench`
+  package): the grid and ratings of `simbench.load_simbench`, and the base load of each hourly
+  period is the bus's measured net load (load less renewables, the mean of the hour's four
+  15-minute values) on a day of the profile year, times `load_scale` (default 1): the
+  training, validation or test days of `simbench.split_days` by `split`, an episode starting
+  at midnight of a day drawn uniformly from them (episode_steps <= 24). The daily cosine then
+  shapes only the agents' flexible demand. The static rated loads stand for the crest's base
+  load in the scales below.
 - Load scale: `load_scale` multiplies the case's loads at the daily crest; None means 1.3 for
   case30 (its line limits bind from about 1.3 x load), 0.6 for case118 (whose synthetic limits
   the unconstrained dispatch already overloads heavily at 0.8 x load) and 1.0 for other cases,
@@ -29,6 +37,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,6 +54,10 @@ MAX_AGENTS_PER_BUS = 4
 """N <= MAX_AGENTS_PER_BUS x B aggregators."""
 DEFAULT_LOAD_SCALE = {"case30": 1.3, "case118": 0.6}
 """The crest's load multiplier when `load_scale` is None (1.0 for cases not named here)."""
+SPLITS = ("train", "validation", "test")
+"""The day sets of a SimBench case (`PowerConfig.split`)."""
+HOURS_PER_DAY = 24
+"""A SimBench case's periods per day (the profiles' 15-minute values averaged per hour)."""
 MARKETS = ("penalty", "opf")
 """How a period is cleared (`PowerConfig.market`)."""
 DEFAULT_CAPACITY_SHARE = 0.95
@@ -63,7 +76,8 @@ class PowerConfig:
     episode_steps: int = 24
     """T, periods per episode (hours: 24 is a day)."""
     case: str = "case30"
-    """A PYPOWER case name (case9 ... case300) or a MATPOWER .m / JSON case file."""
+    """A PYPOWER case name (case9 ... case300), a MATPOWER .m / JSON case file or a SimBench
+    code (e.g. 1-HV-mixed--0-sw; `pip install -e ".[power]"`)."""
     load_scale: float | None = None
     """Multiplier of the case's loads at the daily crest (None: the case's default, see the
     module docstring)."""
@@ -109,6 +123,10 @@ class PowerConfig:
     `violation_weight` and `violation_width` are unused."""
     central_steps: int = 200
     """Adam steps of the reference heuristic's relaxed central placement."""
+    split: str = "train"
+    """SimBench cases: the days the scenarios are drawn from, train, validation or test
+    (`simbench.split_days`); evaluation sets it from the scenario seeds (`for_split`). Unused
+    by the other cases."""
     model_error: float = 0.0
     """E in [0, 1): how wrong the analytical model and `model-greedy` believe the grid to be
     (`dgpg.domains.power.belief`; 0 = exact). The environment, the posted prices and the
@@ -148,8 +166,15 @@ class PowerConfig:
         if not isinstance(self.case, str) or not self.case:
             raise ValueError(f"case must be a case name ({', '.join(CASE_NAMES)}) or a case "
                              f"file, got {self.case!r:.60}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got "
+                             f"{self.split!r:.40}")
         grid = case_grid(self.case)  # CaseError (a ValueError, one line) if it cannot be used
-        if self.case not in CASE_NAMES:  # a file: kept absolute, so a run resumes elsewhere
+        if is_simbench(self.case):
+            if self.episode_steps > HOURS_PER_DAY:
+                raise ValueError(f"episode_steps {self.episode_steps} is more than a SimBench "
+                                 f"day's {HOURS_PER_DAY} hourly periods")
+        elif self.case not in CASE_NAMES:  # a file: kept absolute, so a run resumes elsewhere
             object.__setattr__(self, "case", str(Path(self.case).absolute()))
         most = MAX_AGENTS_PER_BUS * grid.n_buses
         if self.n_agents > most:
@@ -174,6 +199,13 @@ class PowerConfig:
                              f"{trough:.6g} MW, below {grid.name}'s least generation "
                              f"{floor:.6g} MW")
         require_model_error(self, tuple(SPEC.model_errors))
+
+    def for_split(self, split: str) -> PowerConfig:
+        """This configuration with its scenarios drawn from `split`'s days (itself for a case
+        without profiles, where the split changes nothing, so that nothing recompiles)."""
+        if not is_simbench(self.case) or split == self.split:
+            return self
+        return dataclasses.replace(self, split=split)
 
     @property
     def resolved_load_scale(self) -> float:
@@ -203,10 +235,49 @@ def placeholder_ratings(grid: Grid) -> bool:
     return finite.size == 0 or (finite.size == grid.n_lines and np.unique(finite).size == 1)
 
 
+def is_simbench(case: str) -> bool:
+    """True when `case` has the form of a SimBench code (e.g. 1-HV-mixed--0-sw), not a
+    PYPOWER name or a case file."""
+    return isinstance(case, str) and re.fullmatch(r"\d-[A-Za-z]+-[\w-]*", case) is not None
+
+
+@functools.lru_cache(maxsize=4)
+def simbench_case(code: str):
+    """The SimBench case `code` (`simbench.SimbenchCase`, loaded once); CaseError, one line,
+    without the simbench package or for a code it does not know."""
+    from dgpg.domains.power.simbench import load_simbench
+
+    return load_simbench(code)
+
+
+@functools.lru_cache(maxsize=4)
+def hourly_net_load(code: str) -> np.ndarray:
+    """(days x 24, B) float32 MW: a SimBench case's net load (load less renewables) per bus,
+    the mean of each hour's 15-minute values, read-only."""
+    case = simbench_case(code)
+    per_hour = case.periods_per_day // HOURS_PER_DAY
+    net = case.load_mw.astype(np.float64) - case.renewable_mw
+    hours = net.shape[0] // per_hour
+    hourly = net[:hours * per_hour].reshape(hours, per_hour, -1).mean(axis=1).astype(np.float32)
+    hourly.setflags(write=False)
+    return hourly
+
+
+def day_starts(code: str, split: str) -> np.ndarray:
+    """(D,) int64: the first hourly row, in `hourly_net_load(code)`, of each of `split`'s
+    days (`simbench.split_days`)."""
+    from dgpg.domains.power.simbench import split_days
+
+    days = hourly_net_load(code).shape[0] // HOURS_PER_DAY
+    return split_days(HOURS_PER_DAY, days)[split] * HOURS_PER_DAY
+
+
 @functools.lru_cache(maxsize=16)
 def case_grid(case: str) -> Grid:
-    """The case `case` (name or file) with the ratings the domain uses (module docstring);
-    CaseError, one line, if it cannot be loaded."""
+    """The case `case` (name, file or SimBench code) with the ratings the domain uses (module
+    docstring); CaseError, one line, if it cannot be loaded."""
+    if is_simbench(case):
+        return simbench_case(case).grid
     grid = load_case(case)
     return with_limits(grid) if placeholder_ratings(grid) else grid
 
@@ -239,7 +310,7 @@ def sweep_key(env: dict) -> dict:
     """A run's env overrides as a sweep's folder key names them: a case file as its name and
     the digest of its content, not its path."""
     case = env.get("case")
-    if case is None or case in CASE_NAMES:
+    if case is None or case in CASE_NAMES or is_simbench(case):
         return env
     try:
         digest = hashlib.sha256(Path(case).read_bytes()).hexdigest()[:16]

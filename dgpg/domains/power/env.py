@@ -14,7 +14,10 @@ A step is one period (an hour: `tide_period` periods a day). The daily profile i
 
 1 at the crest and 1 - depth in the trough, h = h0 + t the period's hour, h0 ~ U[0, period)
 drawn at reset. The inflexible base load of bus b is load_scale x PD_b x profile(h) x eps_b + GS_b,
-eps_b lognormal with mean 1 and log-sd `base_noise`, drawn per bus and period.
+eps_b lognormal with mean 1 and log-sd `base_noise`, drawn per bus and period. On a SimBench
+case the episode starts at midnight (h0 = 0) of a day drawn from the configuration's split, and
+PD_b x profile(h) is the bus's measured net load in that hour (`config.hourly_net_load`,
+negative where renewables exceed load), held in the state as the day's (T, B) table.
 
 Agent i (an EV fleet, a flexible industrial load) has a rate w_i (lognormal, log-sd
 `rate_spread`, normalised to mean 1 over the agents, drawn at reset) and a phase phi_i ~
@@ -74,7 +77,14 @@ from flax import struct
 
 from dgpg.domains.observation import Observation, pair_views
 from dgpg.domains.power.clearing import ClearingProblem, clear, clearing_problem
-from dgpg.domains.power.config import PowerConfig, exact_config, power_data
+from dgpg.domains.power.config import (
+    PowerConfig,
+    day_starts,
+    exact_config,
+    hourly_net_load,
+    is_simbench,
+    power_data,
+)
 from dgpg.domains.power.dispatch import economic_dispatch_jax
 
 N_CANDIDATE_FEATURES = 4
@@ -253,11 +263,13 @@ class Outcome(NamedTuple):
 
 def cleared(bus_load: jax.Array, net: Net) -> tuple[Outcome, jax.Array]:
     """The DC-OPF clearing of the bus loads (B,) MW (`market="opf"`): the outcome, no line over
-    its rating, with `price` the load-weighted mean LMP, and the LMPs (B,) $/MWh."""
+    its rating, with `price` the LMPs' mean weighted by the buses' positive loads, and the LMPs
+    (B,) $/MWh."""
     result = clear(net.clearing, bus_load)
     unserved = jnp.sum(result.shed)
     unserved_cost = net.voll * unserved
-    price = jnp.sum(result.lmp * bus_load) / jnp.maximum(jnp.sum(bus_load), 1e-9)
+    weight = jnp.maximum(bus_load, 0.0)
+    price = jnp.sum(result.lmp * weight) / jnp.maximum(jnp.sum(weight), 1e-9)
     return Outcome(gen=result.dispatch, flows=result.flows, gen_cost=result.cost - unserved_cost,
                    violation_cost=jnp.zeros_like(unserved), unserved_mw=unserved,
                    unserved_cost=unserved_cost, price=price), result.lmp
@@ -358,6 +370,7 @@ class PowerState:
     price: jax.Array  # () float32, system incremental cost at the base load ($/MWh)
     flows: jax.Array  # (L,) float32, last period's realised flows (MW)
     last_lmp: jax.Array  # (B,) float32, last period's realised marginal costs ($/MWh)
+    day_load: jax.Array  # (T, B) float32, a SimBench day's hourly net load (MW); (1, B) 0 else
 
 
 def profile(hour: jax.Array, config: PowerConfig) -> jax.Array:
@@ -388,9 +401,10 @@ def _period_size(config: PowerConfig) -> int:
 
 
 def _draw_period(u: jax.Array, t: jax.Array, hour0: jax.Array, phase: jax.Array,
-                 unit: jax.Array, config: PowerConfig):
+                 unit: jax.Array, day_load: jax.Array, config: PowerConfig):
     """The period's base load (B,) and blocks (N, J) with their mask, from the uniforms `u`
-    (`_period_size(config)`,)."""
+    (`_period_size(config)`,) and, on a SimBench case, the day's net load (T, B) (unused, and
+    may be None, on the other cases)."""
     net = net_of(config)
     B = net.load.shape[0]
     shape = (config.n_agents, config.blocks_per_step)
@@ -398,7 +412,11 @@ def _draw_period(u: jax.Array, t: jax.Array, hour0: jax.Array, phase: jax.Array,
     hour = hour0 + t
     sigma = config.base_noise
     noise = jnp.exp(sigma * _normal(u[:B]) - 0.5 * sigma**2)
-    base = net.load * profile(hour, config) * noise + net.shunt
+    if is_simbench(config.case):
+        row = day_load[jnp.minimum(t, day_load.shape[0] - 1)]
+        base = config.resolved_load_scale * row * noise + net.shunt
+    else:
+        base = net.load * profile(hour, config) * noise + net.shunt
     on = u_on < config.arrival_prob * profile(hour + phase, config)[:, None]
     xi = jnp.minimum(u_size ** (-1.0 / config.block_tail), config.block_cap) / pareto_mean(config)
     blocks = jnp.where(on, unit[:, None] * xi, 0.0)
@@ -420,17 +438,27 @@ def reset(key: jax.Array, config: PowerConfig) -> PowerState:
     net = net_of(config)
     N, J = config.n_agents, config.blocks_per_step
     u = _uniforms(key, 1 + 2 * N + _period_size(config))
-    hour0 = u[0] * config.tide_period
+    if is_simbench(config.case):  # u[0] draws the day, which starts at midnight
+        starts = day_starts(config.case, config.split)
+        start = jnp.asarray(starts, jnp.int32)[jnp.minimum(
+            (u[0] * starts.size).astype(jnp.int32), starts.size - 1)]
+        day_load = jax.lax.dynamic_slice_in_dim(
+            jnp.asarray(hourly_net_load(config.case)), start, config.episode_steps)
+        hour0 = jnp.zeros((), jnp.float32)
+    else:
+        day_load = jnp.zeros((1, net.load.shape[0]), jnp.float32)
+        hour0 = u[0] * config.tide_period
     phase = config.phase_spread * config.tide_period * (u[1:N + 1] - 0.5)
     rate = jnp.exp(config.rate_spread * _normal(u[N + 1:2 * N + 1]))
     rate = rate * N / jnp.sum(rate)
     unit = net.crest_flex * rate / (N * J * config.arrival_prob)
     t = jnp.zeros((), jnp.int32)
-    base, blocks, mask = _draw_period(u[2 * N + 1:], t, hour0, phase, unit, config)
+    base, blocks, mask = _draw_period(u[2 * N + 1:], t, hour0, phase, unit, day_load, config)
     result, lmp, room = _posted(base, net)
     return PowerState(t=t, hour0=hour0, phase=phase, unit=unit, base=base, blocks=blocks,
                       mask=mask, lmp=lmp, headroom=room, base_flows=result.flows,
-                      price=result.price, flows=result.flows, last_lmp=lmp)
+                      price=result.price, flows=result.flows, last_lmp=lmp,
+                      day_load=day_load)
 
 
 # --------------------------------------------------------------------------- step
@@ -468,7 +496,7 @@ def step(key: jax.Array, state: PowerState, actions: jax.Array, config: PowerCon
     }
     t = state.t + 1
     base, blocks, mask = _draw_period(_uniforms(key, _period_size(config)), t, state.hour0,
-                                      state.phase, state.unit, config)
+                                      state.phase, state.unit, state.day_load, config)
     posted, next_lmp, room = _posted(base, net)
     new_state = state.replace(t=t, base=base, blocks=blocks, mask=mask, lmp=next_lmp,
                               headroom=room, base_flows=posted.flows, price=posted.price,
