@@ -145,6 +145,7 @@ def test_congestion_sheds_only_where_no_dispatch_reaches():
     assert result.dispatch.sum() == pytest.approx(demand.sum() - result.shed.sum(), abs=1e-8)
 
 
+@pytest.mark.slow  # float64 clearings of case118 (test_power_opf checks LMP differences fast)
 def test_lmp_is_the_derivative_of_the_cost(grids):
     """Central differences of the clearing's cost in one bus's demand (h = 0.01 MW, float64:
     the float32 cost, about 1e5 $/h, resolves only ~0.01 $/h) equal the LMP to 1e-6 $/MWh at
